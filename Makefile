@@ -1,0 +1,72 @@
+# imprint: `make demo` (install + the whole flow on the embedded sample) and `make test` (install + tests).
+# Every target installs what it needs first; `make help` lists them.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+TORCH    ?= cpu
+PIP_ARGS ?=
+BIN      := $(VENV)/bin
+IMPRINT  := $(BIN)/imprint
+STAMP    := $(VENV)/.installed-$(TORCH)
+
+DATA     ?= data
+SOURCE   ?= sample
+ROOT     ?=
+EXECUTOR ?= ray
+WORKERS  ?=
+LIMIT    ?=
+PYTEST_ARGS ?=
+
+export NO_ALBUMENTATIONS_UPDATE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test ingest pairs train-stage1 train-stage2 eval bench clean
+
+help: ## list the targets
+	@echo "imprint: IMPRINT's training data and two-stage model"
+	@echo
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
+	@echo
+	@echo "Variables: DATA=$(DATA) SOURCE=$(SOURCE) ROOT=$(ROOT) EXECUTOR=$(EXECUTOR) TORCH=$(TORCH) (cpu|cuda)"
+
+install: $(STAMP) ## create .venv and install imprint with its pinned torch (TORCH=cpu|cuda)
+
+$(STAMP): pyproject.toml constraints/torch-$(TORCH).txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints/torch-$(TORCH).txt $(PIP_ARGS) -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: install ## install, then run the whole flow on the embedded sample data (tiny models)
+	$(IMPRINT) ingest sample --out $(DATA)/demo --executor $(EXECUTOR)
+	@echo
+	@echo "demo: records in $(DATA)/demo/records/*/ (report.json beside each source's parts)."
+	@echo "demo: pairs, training and evaluation join the demo as their issues land (#3, #5, #6)."
+
+test: install ## install, then run the whole test suite
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+ingest: install ## ingest SOURCE (ytvos|vipseg|ppr10k|mvimgnet|sample) from ROOT into DATA/records
+	$(IMPRINT) ingest $(SOURCE) $(if $(ROOT),--root $(ROOT)) --out $(DATA) --executor $(EXECUTOR) \
+		$(if $(WORKERS),--workers $(WORKERS)) $(if $(LIMIT),--limit $(LIMIT))
+
+pairs: install ## build stage-1 and stage-2 pair shards (comes with issue #3)
+	$(IMPRINT) pairs
+
+train-stage1: install ## train stage 1, the identity encoder (comes with issue #5)
+	$(IMPRINT) train
+
+train-stage2: install ## train stage 2, the compositing generator (comes with issue #5)
+	$(IMPRINT) train
+
+eval: install ## composite and score a model into a report (comes with issue #6)
+	$(IMPRINT) eval
+
+bench: install ## run the benchmarks; results in bench/results/*.json
+	$(IMPRINT) bench --out bench/results
+
+clean: ## remove generated data and caches (keeps .venv)
+	rm -rf $(DATA) .pytest_cache bench/results/*.json

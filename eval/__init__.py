@@ -1,0 +1,1 @@
+"""Compositing and evaluation (comes with issue #6)."""

@@ -1,0 +1,171 @@
+"""``imprint bench``: benchmarks with their floors, measured in the same run.
+
+Results go to ``bench/results/<name>.json`` with the machine's description.
+Targets are reported (``meets_target``), never asserted in tests.
+
+ingest: a generated 720p YouTube-VOS-layout set is ingested on one core (local
+executor) and on Ray; the floor reads each annotation PNG once and each frame's
+header, on one core. Peak memory is measured in child processes for N and 4N frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+BENCHMARKS = ("ingest",)
+
+
+def machine_description() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+        mem_gib = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:  # pragma: no cover
+        mem_gib = None
+    versions = {}
+    for mod in ("numpy", "PIL", "pyarrow", "ray", "cv2", "torch"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a missing optional module is just not listed
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "platform": platform.platform(),
+            "python": platform.python_version(), "versions": versions}
+
+
+def _ingest_floor(root: Path) -> tuple[float, int]:
+    """Seconds to read each annotation PNG once and each frame's header; and the frame count."""
+    split = root / "train"
+    meta = json.loads((split / "meta.json").read_text())
+    frames = []
+    for video, entry in meta["videos"].items():
+        stems = sorted({s for obj in entry["objects"].values() for s in obj["frames"]})
+        frames += [(split / "JPEGImages" / video / f"{s}.jpg", split / "Annotations" / video / f"{s}.png")
+                   for s in stems]
+    t0 = time.perf_counter()
+    for image, annotation in frames:
+        with Image.open(image) as im:
+            _ = im.size
+        with Image.open(annotation) as im:
+            _ = np.asarray(im)
+    return time.perf_counter() - t0, len(frames)
+
+
+def _run_ingest(root: Path, out: Path, executor_name: str, workers: int | None) -> dict[str, Any]:
+    from imprint.executor import make_executor
+    from imprint.ingest.config import IngestConfig
+    from imprint.ingest.job import run_ingest
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = IngestConfig(groups_per_part=2)
+    with make_executor(executor_name, workers) as ex:
+        t0 = time.perf_counter()
+        report = run_ingest("ytvos", root, out, cfg, ex, log=lambda _m: None)
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "frames": report["frames"], "records": report["kept"]}
+
+
+def _peak_rss_child(root: Path, limit: int) -> float:
+    """Peak RSS (MiB) of a child process ingesting the first ``limit`` videos on one core."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = ("import sys, resource; from pathlib import Path; from imprint.bench import _run_ingest_limited; "
+                "_run_ingest_limited(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        res = subprocess.run([sys.executable, "-c", code, str(root), tmp, str(limit)], check=True,
+                             capture_output=True, text=True)
+        return int(res.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+def _run_ingest_limited(root: Path, out: Path, limit: int) -> None:
+    from imprint.executor import LocalExecutor
+    from imprint.ingest.config import IngestConfig
+    from imprint.ingest.job import run_ingest
+
+    run_ingest("ytvos", root, out, IngestConfig(groups_per_part=2), LocalExecutor(), limit=limit,
+               log=lambda _m: None)
+
+
+def bench_ingest(work: Path, quick: bool) -> dict[str, Any]:
+    from imprint.ingest.sample import generate_ytvos
+
+    n_videos, n_frames = (4, 10) if quick else (24, 20)
+    t0 = time.perf_counter()
+    root = generate_ytvos(work / "ytvos720", seed=0, n_videos=n_videos, n_frames=n_frames, size=(1280, 720))
+    gen_s = time.perf_counter() - t0
+    _ingest_floor(root)  # warm the page cache so both runs read from memory
+    floor_s, frames = _ingest_floor(root)
+    local = _run_ingest(root, work / "out-local", "local", None)
+    workers = os.cpu_count() or 1
+    ray_run = _run_ingest(root, work / "out-ray", "ray", workers)
+    per_frame_floor = floor_s / frames
+    per_frame_local = local["seconds"] / local["frames"]
+    ratio = per_frame_local / per_frame_floor
+    small = max(1, n_videos // 4)
+    rss_n = _peak_rss_child(root, small)
+    rss_4n = _peak_rss_child(root, small * 4)
+    growth = rss_4n / rss_n - 1.0
+    return {
+        "dataset": {"layout": "ytvos", "videos": n_videos, "frames_per_video": n_frames, "size": [1280, 720],
+                    "frames": frames, "records": local["records"], "generate_seconds": round(gen_s, 2)},
+        "floor": {"what": "read each annotation PNG once (decode) and each frame's header, one core",
+                  "seconds": round(floor_s, 4), "ms_per_frame": round(1e3 * per_frame_floor, 3)},
+        "ingest_one_core": {"executor": "local", "seconds": round(local["seconds"], 4),
+                            "ms_per_frame": round(1e3 * per_frame_local, 3),
+                            "frames_per_s": round(local["frames"] / local["seconds"], 2),
+                            "instances_per_s": round(local["records"] / local["seconds"], 2)},
+        "ingest_ray": {"executor": "ray", "workers": workers, "seconds": round(ray_run["seconds"], 4),
+                       "frames_per_s_per_core": round(ray_run["frames"] / ray_run["seconds"] / workers, 2),
+                       "instances_per_s_per_core": round(ray_run["records"] / ray_run["seconds"] / workers, 2),
+                       "note": "includes Ray start-up and shutdown"},
+        "ratio_to_floor": round(ratio, 3),
+        "memory": {"frames_n": small * n_frames, "peak_rss_mib_n": round(rss_n, 1),
+                   "frames_4n": small * 4 * n_frames, "peak_rss_mib_4n": round(rss_4n, 1),
+                   "growth": round(growth, 3)},
+        "targets": {"ratio_to_floor": "<= 1.5", "memory_growth_n_to_4n": "<= 0.20"},
+        "meets_target": {"ratio_to_floor": ratio <= 1.5, "memory_growth": growth <= 0.20},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="imprint bench")
+    p.add_argument("names", nargs="*", default=list(BENCHMARKS))
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        print(f"imprint bench: unknown benchmark(s) {sorted(unknown)}; available: {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    runners = {"ingest": bench_ingest}
+    for name in args.names:
+        with tempfile.TemporaryDirectory(prefix=f"imprint-bench-{name}-") as tmp:
+            result = runners[name](Path(tmp), args.quick)
+        result = {"benchmark": name, "quick": args.quick, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "machine": machine_description(), **result}
+        path = args.out / f"{name}.json"
+        path.write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: result[k] for k in result if k not in ("machine",)}, indent=1))
+        print(f"imprint bench: wrote {path}", file=sys.stderr)
+    return 0

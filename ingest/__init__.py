@@ -1,0 +1,1 @@
+"""Ingest: official dataset layouts -> object records (Parquet)."""

@@ -1,0 +1,45 @@
+"""Shared fixtures: the generated sample data (official layouts) and one local Ray per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def sample_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The embedded sample, generated once per session (read-only for tests: copy before changing)."""
+    from imprint.ingest.sample import generate
+
+    return generate(tmp_path_factory.mktemp("sample"), seed=0)
+
+
+@pytest.fixture()
+def copy_root(tmp_path: Path):
+    """Copy a generated root into this test's folder, to damage it safely."""
+
+    def _copy(src: Path, name: str = "root") -> Path:
+        dst = tmp_path / name
+        shutil.copytree(src, dst)
+        return dst
+
+    return _copy
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray (2 CPUs, no dashboard, logs in a short temp folder) shared by the Ray tests."""
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, configure_logging=False)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,65 @@
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imprint.cli import COMING, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_subpackages_are_the_repository_folders():
+    for sub in ("ingest", "pairing", "augment", "shards", "train", "eval"):
+        spec = importlib.util.find_spec(f"imprint.{sub}")
+        assert spec is not None and Path(spec.origin).parent == REPO / sub
+
+
+def test_nothing_generic_lands_at_the_top_of_site_packages(tmp_path):
+    # Outside the repository (python -m puts the cwd on sys.path), only `imprint` is importable.
+    code = ("import importlib.util as u; "
+            "print([m for m in ('ingest','pairing','augment','shards','train','eval') if u.find_spec(m)])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["ingest", "bench", *COMING])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: imprint " + command in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(COMING))
+def test_later_commands_say_which_issue_brings_them(command, capsys):
+    assert main([command]) == 2
+    assert f"comes with issue {COMING[command][0]}" in capsys.readouterr().err
+
+
+def test_ingest_rejects_unknown_source(capsys):
+    with pytest.raises(SystemExit):
+        main(["ingest", "nope", "--out", "x"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_ingest_requires_root_for_a_real_source(tmp_path, capsys):
+    assert main(["ingest", "ytvos", "--out", str(tmp_path), "--executor", "local"]) == 2
+    assert "--root is required" in capsys.readouterr().err
+
+
+def test_ingest_rejects_unknown_config_key(tmp_path, capsys):
+    assert main(["ingest", "ytvos", "--root", str(tmp_path), "--out", str(tmp_path), "--executor", "local",
+                 "--set", "min_area=0.1"]) == 2
+    assert "unknown config key 'min_area'" in capsys.readouterr().err
+
+
+def test_wrong_layout_fails_at_once_saying_what_was_expected(tmp_path, capsys):
+    (tmp_path / "random.txt").write_text("hello")
+    for source, expected in [("ytvos", "meta.json"), ("vipseg", "panomasks"), ("ppr10k", "masks/"),
+                             ("mvimgnet", "<class>/<instance>/images")]:
+        assert main(["ingest", source, "--root", str(tmp_path), "--out", str(tmp_path / "out"),
+                     "--executor", "local"]) == 1
+        err = capsys.readouterr().err
+        assert "is not a" in err and expected in err, err

@@ -1,0 +1,50 @@
+import io
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from imprint.masks import decode_mask_png, encode_mask_png, mask_bbox
+from imprint.records import RECORDS_SCHEMA, ObjectRecord, frame_sort_key, records_to_table
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (144, 256), (31, 9)])
+def test_mask_png_round_trips_through_pil_and_opencv(shape):
+    rng = np.random.default_rng(sum(shape))
+    mask = rng.random(shape) > 0.6
+    data = encode_mask_png(mask)
+    assert np.array_equal(decode_mask_png(data), mask)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == "1" and im.size == (shape[1], shape[0])
+    via_cv2 = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(via_cv2 > 0, mask)
+
+
+def test_mask_png_rejects_non_2d():
+    with pytest.raises(ValueError, match="2-D"):
+        encode_mask_png(np.zeros((2, 2, 3), bool))
+
+
+def test_mask_bbox_is_half_open():
+    mask = np.zeros((10, 20), bool)
+    mask[2:5, 3:9] = True
+    assert mask_bbox(mask) == (3, 2, 9, 5)
+    assert mask_bbox(np.zeros((4, 4), bool)) is None
+
+
+def test_frames_sort_by_number_not_by_name():
+    names = ["00010", "00005", "00100", "00000"]
+    assert sorted(names, key=frame_sort_key) == ["00000", "00005", "00010", "00100"]
+    assert sorted(["img_10", "img_9", "img_100"], key=frame_sort_key) == ["img_9", "img_10", "img_100"]
+
+
+def test_records_table_has_the_documented_schema():
+    rec = ObjectRecord("ytvos", "v", "1", 0, "00000", "/a.jpg", "/a.png", 4, 3,
+                       encode_mask_png(np.ones((3, 4), bool)), (0, 0, 4, 3), 1.0, "cat")
+    table = records_to_table([rec])
+    assert table.schema.equals(RECORDS_SCHEMA, check_metadata=True)
+    assert table.column("bbox").type == pa.list_(pa.int32(), 4)
+    assert table.to_pylist()[0]["bbox"] == [0, 0, 4, 3]
+    assert records_to_table([]).num_rows == 0

@@ -1,0 +1,1 @@
+"""Two-stage trainer (comes with issue #5)."""
