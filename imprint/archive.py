@@ -51,14 +51,13 @@ def archive_stem(path: Path) -> str:
 
 
 def _safe_relpath(name: str) -> str | None:
-    """The member's path relative to the target, or None if it would escape it."""
+    """The member's path relative to the target ("" for the root itself), or None if it would escape it."""
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return None
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if any(p == ".." for p in parts):
         return None
-    rel = "/".join(p for p in parts if p not in ("", "."))
-    return rel or None
+    return "/".join(p for p in parts if p not in ("", "."))
 
 
 def _extract_zip(src: Path, dst: Path, report: ExtractReport) -> None:
@@ -69,6 +68,8 @@ def _extract_zip(src: Path, dst: Path, report: ExtractReport) -> None:
     with zf:
         for info in zf.infolist():
             rel = _safe_relpath(info.filename)
+            if rel == "":
+                continue
             mode = (info.external_attr >> 16) & 0o170000
             if rel is None:
                 report.refused.append({"member": info.filename, "reason": "path escapes the target folder"})
@@ -100,6 +101,8 @@ def _extract_tar(src: Path, dst: Path, report: ExtractReport) -> None:
         try:
             for member in tf:
                 rel = _safe_relpath(member.name)
+                if rel == "":
+                    continue
                 if rel is None:
                     report.refused.append({"member": member.name, "reason": "path escapes the target folder"})
                     continue

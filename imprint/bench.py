@@ -136,7 +136,7 @@ def bench_ingest(work: Path, quick: bool) -> dict[str, Any]:
         "ingest_ray": {"executor": "ray", "workers": workers, "seconds": round(ray_run["seconds"], 4),
                        "frames_per_s_per_core": round(ray_run["frames"] / ray_run["seconds"] / workers, 2),
                        "instances_per_s_per_core": round(ray_run["records"] / ray_run["seconds"] / workers, 2),
-                       "note": "includes Ray start-up and shutdown"},
+                       "note": "Ray started before timing; includes task scheduling and the driver's report merge"},
         "ratio_to_floor": round(ratio, 3),
         "memory": {"frames_n": small * n_frames, "peak_rss_mib_n": round(rss_n, 1),
                    "frames_4n": small * 4 * n_frames, "peak_rss_mib_4n": round(rss_4n, 1),

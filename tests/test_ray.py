@@ -19,8 +19,9 @@ def ray_executor(ray_local):
 
 @pytest.mark.parametrize("source", ["ytvos", "vipseg", "ppr10k", "mvimgnet"])
 def test_ray_and_local_write_identical_parts(sample_roots, tmp_path, ray_executor, source):
-    ingest(source, sample_roots[source], tmp_path / "local", groups_per_part=1)
-    ingest(source, sample_roots[source], tmp_path / "ray", ray_executor, groups_per_part=1)
+    cfg = {"groups_per_part": 1, "split": "all" if source == "vipseg" else "train"}
+    ingest(source, sample_roots[source], tmp_path / "local", **cfg)
+    ingest(source, sample_roots[source], tmp_path / "ray", ray_executor, **cfg)
     local = sorted((tmp_path / "local" / "records" / source).glob("part-*.parquet"))
     remote = sorted((tmp_path / "ray" / "records" / source).glob("part-*.parquet"))
     assert len(local) >= 2 and [p.name for p in local] == [p.name for p in remote]
