@@ -23,24 +23,45 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def encode_mask_png(mask: np.ndarray, level: int = 1) -> bytes:
-    """Encode a 2-D boolean (or 0/nonzero) array as a 1-bit grayscale PNG (1 = white = object)."""
+def pack_mask(mask: np.ndarray) -> np.ndarray:
+    """Pack a 2-D boolean (or 0/nonzero) mask to 1 bit per pixel, rows padded to whole bytes."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-    h, w = mask.shape
-    packed = np.packbits(mask.astype(bool, copy=False), axis=1)
+    return np.packbits(mask.astype(bool, copy=False), axis=1)
+
+
+def encode_packed_png(packed: np.ndarray, width: int, level: int = 1) -> bytes:
+    """Encode a packed mask (from :func:`pack_mask`) as a 1-bit grayscale PNG (1 = white = object)."""
+    h = packed.shape[0]
     rows = np.empty((h, packed.shape[1] + 1), dtype=np.uint8)
     rows[:, 0] = 0  # filter type None for every scanline
     rows[:, 1:] = packed
-    header = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # bit depth 1, grayscale
-    return b"".join(
-        (
-            _PNG_SIGNATURE,
-            _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
-            _chunk(b"IEND", b""),
-        )
-    )
+    # Z_RLE: masks are runs of equal bytes; as small as the default strategy, and faster.
+    deflate = zlib.compressobj(level, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = deflate.compress(rows.tobytes()) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, h, 1, 0, 0, 0, 0)  # bit depth 1, grayscale
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+
+
+def encode_mask_png(mask: np.ndarray, level: int = 1) -> bytes:
+    """Encode a 2-D boolean (or 0/nonzero) array as a 1-bit grayscale PNG (1 = white = object)."""
+    return encode_packed_png(pack_mask(mask), mask.shape[1], level)
+
+
+def packed_bbox(packed: np.ndarray) -> tuple[int, int, int, int] | None:
+    """:func:`mask_bbox` of a packed mask, read off the packed bytes (8x less to scan)."""
+    rows = np.flatnonzero(packed.any(axis=1))
+    if rows.size == 0:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    band = packed[y0:y1]
+    cols = np.flatnonzero(band.any(axis=0))
+    c0, c1 = int(cols[0]), int(cols[-1])
+    left = int(np.bitwise_or.reduce(band[:, c0]))  # MSB first: leading zeros are empty pixels
+    right = int(np.bitwise_or.reduce(band[:, c1]))
+    x0 = c0 * 8 + 8 - left.bit_length()
+    x1 = c1 * 8 + 8 - ((right & -right).bit_length() - 1)
+    return x0, y0, x1, y1
 
 
 def decode_mask_png(data: bytes) -> np.ndarray:

@@ -29,13 +29,9 @@ def _check_pixels(path: str, w: int, h: int, max_pixels: int) -> None:
                    f"{path} is {w}x{h} = {w * h} pixels, over max_image_pixels={max_pixels}")
 
 
-def _check_tail(path: str, fmt: str | None, size: int) -> None:
+def _check_tail(path: str, fmt: str | None, tail: bytes) -> None:
     """Catch truncated files cheaply: a JPEG ends with EOI (FF D9), a PNG with an IEND chunk."""
-    if fmt not in ("JPEG", "PNG"):
-        return
-    with open(path, "rb") as f:
-        f.seek(max(0, size - 64))
-        tail = f.read().rstrip(b"\0")
+    tail = tail.rstrip(b"\0")
     if fmt == "JPEG" and not tail.endswith(b"\xff\xd9"):
         raise Drop("truncated_image", f"{path} has no JPEG end-of-image marker (truncated download?)")
     if fmt == "PNG" and b"IEND" not in tail[-12:]:
@@ -51,14 +47,16 @@ def probe_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, full: bool = Fa
     """
     size = _check_size(path)
     try:
-        with warnings.catch_warnings():
+        with open(path, "rb") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(f) as im:
                 w, h = im.size
                 fmt = im.format
                 _check_pixels(path, w, h, max_pixels)
                 if full:
                     im.load()
+            f.seek(max(0, size - 64))
+            tail = f.read()
     except Drop:
         raise
     except Image.DecompressionBombError as exc:
@@ -67,7 +65,7 @@ def probe_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, full: bool = Fa
         if "truncated" in str(exc):
             raise Drop("truncated_image", f"{path}: {exc}") from None
         raise Drop("corrupt_image", f"{path} cannot be decoded: {exc}") from None
-    _check_tail(path, fmt, size)
+    _check_tail(path, fmt, tail)
     return w, h
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from imprint.ingest.config import IngestConfig
-from imprint.masks import encode_mask_png, mask_bbox
+from imprint.masks import encode_packed_png, pack_mask, packed_bbox
 from imprint.media import probe_image
 from imprint.records import ObjectRecord, frame_sort_key
 from imprint.stats import Drop, Stats
@@ -92,8 +92,7 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
 
 
-def filter_reason(mask: np.ndarray, bbox: tuple[int, int, int, int], area: int, w: int, h: int,
-                  cfg: IngestConfig) -> str | None:
+def filter_reason(bbox: tuple[int, int, int, int], area: int, w: int, h: int, cfg: IngestConfig) -> str | None:
     """The quality-filter reason that drops this object, or None to keep it."""
     frac = area / float(w * h)
     if frac < cfg.min_area_frac:
@@ -148,13 +147,14 @@ def _frame_records(source: Source, group: Group, frame: Frame, frame_index: int,
     for instance_id, category in expected:
         mask, found_category = found.get(instance_id, (None, None))
         category = category or found_category
-        bbox = mask_bbox(mask) if mask is not None else None
+        packed = pack_mask(mask) if mask is not None else None
+        bbox = packed_bbox(packed) if packed is not None else None
         if bbox is None:
             stats.drop("empty_mask", item=f"{group.group_id}/{frame.name}/{instance_id}",
                        error=f"instance {instance_id} has no pixels in {frame.annotation}")
             continue
         area = int(np.count_nonzero(mask[bbox[1]:bbox[3], bbox[0]:bbox[2]]))
-        reason = filter_reason(mask, bbox, area, w, h, cfg)
+        reason = filter_reason(bbox, area, w, h, cfg)
         if reason is not None:
             stats.drop(reason)
             continue
@@ -162,7 +162,7 @@ def _frame_records(source: Source, group: Group, frame: Frame, frame_index: int,
             source=source.name, group_id=group.group_id, instance_id=instance_id,
             frame_index=frame_index, frame_name=frame.name, image_uri=frame.image,
             annotation_uri=frame.annotation, width=w, height=h,
-            mask=encode_mask_png(mask, cfg.png_level), bbox=bbox,
+            mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
             area_frac=area / float(w * h), category=category))
     return out
 

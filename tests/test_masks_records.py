@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from imprint.masks import decode_mask_png, encode_mask_png, mask_bbox
+from imprint.masks import decode_mask_png, encode_mask_png, mask_bbox, pack_mask, packed_bbox
 from imprint.records import RECORDS_SCHEMA, ObjectRecord, frame_sort_key, records_to_table
 
 
@@ -20,6 +20,17 @@ def test_mask_png_round_trips_through_pil_and_opencv(shape):
         assert im.mode == "1" and im.size == (shape[1], shape[0])
     via_cv2 = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert np.array_equal(via_cv2 > 0, mask)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_packed_bbox_equals_the_pixel_bbox(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(1, 40, size=2)
+    mask = np.zeros((h, w), bool)
+    y0, x0 = rng.integers(0, h), rng.integers(0, w)
+    mask[y0:rng.integers(y0, h) + 1, x0:rng.integers(x0, w) + 1] = rng.random() > 0.1
+    mask &= rng.random((h, w)) > 0.3
+    assert packed_bbox(pack_mask(mask)) == mask_bbox(mask)
 
 
 def test_mask_png_rejects_non_2d():
