@@ -1,0 +1,88 @@
+"""The pair-shard schema (``shards/1``): the hand-off from ``imprint pairs`` to the trainer.
+
+``DATA/shards/stage{1,2}/part-NNNNN.parquet``; one row per training pair. Image
+columns are ``{bytes, path}`` structs and the schema carries the Hugging Face
+``datasets`` features metadata, so ``datasets.load_dataset("parquet", ...)``
+decodes them as images. Documented in ``docs/schema.md``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+SHARDS_SCHEMA_VERSION = "shards/1"
+
+IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+AFFINE = pa.struct([
+    pa.field("angle", pa.float32()), pa.field("scale", pa.float32()),
+    pa.field("shear_x", pa.float32()), pa.field("shear_y", pa.float32()),
+    pa.field("tx", pa.float32()), pa.field("ty", pa.float32()), pa.field("flip", pa.bool_()),
+])
+
+COLOR = pa.struct([
+    pa.field("brightness", pa.float32()), pa.field("exposure", pa.float32()),
+    pa.field("contrast", pa.float32()), pa.field("saturation", pa.float32()),
+    pa.field("hue", pa.float32()), pa.field("warmth", pa.float32()), pa.field("tint", pa.float32()),
+    pa.field("gamma", pa.float32()), pa.field("cube", pa.string()),
+])
+
+# Image columns stay nullable in Arrow: `datasets` only applies its Image feature to a field that
+# equals its own (nullable) one. The writer and `imprint verify` make sure no image is null.
+
+CROP = pa.struct([  # a square window in source-frame pixels; may extend past the frame (padded)
+    pa.field("x0", pa.int32()), pa.field("y0", pa.int32()), pa.field("side", pa.int32()),
+    pa.field("context", pa.float32()), pa.field("padded", pa.bool_()),
+])
+
+AUG = pa.struct([
+    pa.field("affine", AFFINE),          # T; null for stage 1
+    pa.field("color", COLOR),            # P; null for stage 1
+    pa.field("object_crop", CROP),       # where the object image was cut from its frame
+    pa.field("target_crop", CROP),       # where the target was cut from its frame
+    pa.field("fill", pa.list_(pa.int32(), 3)),  # background fill of removed backgrounds (I ⊗ M)
+])
+
+SHARD_SCHEMA = pa.schema([
+    pa.field("pair_id", pa.string(), nullable=False),
+    pa.field("stage", pa.int8(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("group_id", pa.string(), nullable=False),
+    pa.field("instance_id", pa.string(), nullable=False),
+    pa.field("src_frame", pa.int32(), nullable=False),
+    pa.field("tgt_frame", pa.int32(), nullable=False),
+    pa.field("object", IMAGE),
+    pa.field("target", IMAGE),
+    pa.field("mask", IMAGE),
+    pa.field("bbox", pa.list_(pa.int32(), 4), nullable=False),
+    pa.field("aug", AUG, nullable=False),
+    pa.field("seed", pa.int64(), nullable=False),
+    pa.field("category", pa.string(), nullable=True),
+])
+
+IMAGE_COLUMNS = ("object", "target", "mask")
+
+_ARROW_TO_HF = {pa.string(): "string", pa.int8(): "int8", pa.int32(): "int32", pa.int64(): "int64",
+                pa.float32(): "float32", pa.bool_(): "bool"}
+
+
+def _hf_feature(dtype: pa.DataType) -> dict:
+    """The ``datasets`` feature (as its JSON dict) of an Arrow type of this schema."""
+    if pa.types.is_fixed_size_list(dtype):
+        return {"feature": _hf_feature(dtype.value_type), "length": dtype.list_size, "_type": "List"}
+    if pa.types.is_struct(dtype):
+        return {f.name: _hf_feature(f.type) for f in dtype}
+    return {"dtype": _ARROW_TO_HF[dtype], "_type": "Value"}
+
+
+def hf_features(schema: pa.Schema) -> dict:
+    """``datasets`` features of every column: image structs as ``Image``, the rest from Arrow."""
+    return {f.name: {"_type": "Image"} if f.name in IMAGE_COLUMNS else _hf_feature(f.type) for f in schema}
+
+
+SHARD_SCHEMA = SHARD_SCHEMA.with_metadata({
+    b"imprint.schema": SHARDS_SCHEMA_VERSION.encode(),
+    b"huggingface": json.dumps({"info": {"features": hf_features(SHARD_SCHEMA)}}).encode(),
+})
