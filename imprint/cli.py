@@ -14,9 +14,6 @@ from pathlib import Path
 from imprint import __version__
 
 COMING = {
-    "pairs": ("#3", "build stage-1 view pairs and stage-2 compositing pairs as Parquet shards"),
-    "verify": ("#3", "check every shard against its manifest (hashes, rows, schema, images)"),
-    "preview": ("#3", "write an HTML contact sheet of shard samples"),
     "train": ("#5", "train stage 1 (encoder) or stage 2 (compositing generator)"),
     "composite": ("#6", "composite an object into a background with a trained model"),
     "eval": ("#6", "score a model (identity, realism, background, shape) into a report"),
@@ -38,9 +35,11 @@ def _ingest_parser(sub: argparse._SubParsersAction) -> None:
                     "report.json (seen / kept / dropped by reason, failed items, seconds, config). Rerunning "
                     "the same command resumes: finished parts are kept, the rest is redone.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("source", choices=(*INGEST_SOURCES, "sample"),
+    p.add_argument("source", nargs="?", choices=(*INGEST_SOURCES, "sample"),
                    help="which layout to read; 'sample' generates the embedded sample data (every layout) "
-                        "from --seed and ingests it")
+                        "from --seed and ingests it; omit it with --recipe")
+    p.add_argument("--recipe", type=Path, default=None,
+                   help="a data recipe (configs/data/*.yaml): ingest every source it lists, with its root")
     p.add_argument("--root", type=Path, help="the extracted folder or the official archive (not for 'sample')")
     p.add_argument("--out", type=Path, required=True, help="the DATA folder; records go to DATA/records/SOURCE/")
     p.add_argument("--limit", type=int, default=None, help="only the first N groups (videos / captures) by id")
@@ -64,22 +63,31 @@ def _run_ingest(args: argparse.Namespace) -> int:
     from imprint.ingest.config import IngestConfig
     from imprint.ingest.job import IngestError, run_ingest
 
+    from imprint.recipe import load_recipe
+
     try:
-        cfg = load_config(IngestConfig, args.config, args.overrides)
+        recipe = load_recipe(args.recipe) if args.recipe else None
+        cfg = load_config(IngestConfig, args.config, args.overrides, base=recipe.ingest_config if recipe else None)
     except ConfigError as exc:
         print(f"imprint ingest: {exc}", file=sys.stderr)
         return 2
-    if args.source == "sample":
-        from imprint.ingest.sample import SOURCES, generate
+    if recipe is None and args.source is None:
+        print("imprint ingest: name a SOURCE or pass --recipe FILE", file=sys.stderr)
+        return 2
+    wanted = list(recipe.ingest.items()) if recipe else [(args.source, {"root": args.root})]
+    jobs = []
+    for name, spec in wanted:
+        if name == "sample":
+            from imprint.ingest.sample import SOURCES, generate
 
-        roots = generate(args.out / "raw" / "sample", seed=args.seed)
-        jobs = [(name, roots[name]) for name in SOURCES]
-    else:
-        if args.root is None:
-            print(f"imprint ingest: --root is required for {args.source} (the extracted folder or archive)",
+            roots = generate(args.out / "raw" / "sample", seed=args.seed)
+            jobs += [(source, roots[source]) for source in SOURCES]
+        elif spec.get("root") is None:
+            print(f"imprint ingest: --root is required for {name} (the extracted folder or archive)",
                   file=sys.stderr)
             return 2
-        jobs = [(args.source, args.root)]
+        else:
+            jobs.append((name, Path(spec["root"])))
     status = 0
     with make_executor(args.executor, args.workers, args.ray_address) as executor:
         for name, root in jobs:
@@ -89,6 +97,91 @@ def _run_ingest(args: argparse.Namespace) -> int:
                 print(f"imprint ingest {name}: {exc}", file=sys.stderr)
                 status = 1
     return status
+
+
+def _pairs_parser(sub: argparse._SubParsersAction) -> None:
+    from imprint.executor import EXECUTORS
+
+    p = sub.add_parser(
+        "pairs", help="records -> stage-1 view pairs and stage-2 compositing pairs (Parquet shards)",
+        description="Build IMPRINT's training pairs from DATA/records into OUT/stage1/ and OUT/stage2/ "
+                    "(part-NNNNN.parquet, manifest.json, README.md dataset card, report.json). Stage 1: two "
+                    "views of one instance with 1 <= |i - j| <= window, backgrounds removed. Stage 2: an object "
+                    "cut from one frame (or the image itself) and augmented P(T(.)), the target the other frame. "
+                    "Same records, config and seed give byte-identical shards; rerunning resumes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--records", type=Path, required=True, help="DATA/records (from imprint ingest)")
+    p.add_argument("--out", type=Path, required=True, help="DATA/shards; stage N goes to OUT/stageN/")
+    p.add_argument("--stage", type=int, choices=(1, 2), action="append", default=None,
+                   help="which stage(s) to build (repeatable; default both)")
+    p.add_argument("--sources", default=None,
+                   help="comma-separated sources; with one --stage they all feed it, otherwise each feeds its "
+                        "paper stage (multi-view -> 1, video/images -> 2). Default: every source present")
+    p.add_argument("--recipe", type=Path, default=None,
+                   help="a data recipe (configs/data/*.yaml): sources, their stage, caps, weights, pair settings")
+    p.add_argument("--window", type=int, default=None, help="stage-1 view window (default 7)")
+    p.add_argument("--seed", type=int, default=None, help="sampling and augmentation seed (default 0)")
+    p.add_argument("--resolution", type=int, default=None, help="target resolution in pixels (default 512)")
+    p.add_argument("--config", type=Path, default=None, help="YAML file of pair settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set pairs_per_instance=8 --set affine.rotate=[-10,10]")
+    p.add_argument("--executor", choices=EXECUTORS, default="ray", help="ray (default) or local")
+    p.add_argument("--workers", type=int, default=None, help="CPUs for a local Ray (default: all cores)")
+    p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS)")
+    p.add_argument("--overwrite", action="store_true", help="delete OUT/stageN first")
+    p.set_defaults(func=_run_pairs)
+
+
+def _run_pairs(args: argparse.Namespace) -> int:
+    from imprint.config import ConfigError, load_config
+    from imprint.executor import make_executor
+    from imprint.pairing.config import PairsConfig, default_stage
+    from imprint.pairing.job import PairsError, run_pairs
+    from imprint.recipe import load_recipe
+
+    flags = [f"{k}={v}" for k, v in (("window", args.window), ("seed", args.seed),
+                                     ("resolution", args.resolution)) if v is not None]
+    try:
+        recipe = load_recipe(args.recipe) if args.recipe else None
+        cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=recipe.pairs if recipe else None)
+        present = sorted(p.name for p in args.records.iterdir() if p.is_dir()) if args.records.is_dir() else []
+        if recipe is not None:
+            specs = {n: (s.stage, s.pairs_per_instance or cfg.pairs_per_instance, s.weight)
+                     for n, s in recipe.sources.items() if n in present}
+        else:
+            names = args.sources.split(",") if args.sources else present
+            forced = args.stage[0] if args.sources and args.stage and len(args.stage) == 1 else None
+            specs = {n: (forced or default_stage(n), cfg.pairs_per_instance, 1.0) for n in names}
+    except (ConfigError, ValueError) as exc:
+        print(f"imprint pairs: {exc}", file=sys.stderr)
+        return 2
+    if not specs:
+        print(f"imprint pairs: no records under {args.records}; run `imprint ingest` first", file=sys.stderr)
+        return 2
+    status = 0
+    with make_executor(args.executor, args.workers, args.ray_address) as executor:
+        for stage in sorted(set(args.stage or (1, 2))):
+            chosen = {n: s for n, s in specs.items() if s[0] == stage}
+            if not chosen:
+                print(f"imprint pairs: no source feeds stage {stage}; skipped", file=sys.stderr)
+                continue
+            try:
+                run_pairs(args.records, args.out / f"stage{stage}", stage, {n: s[1] for n, s in chosen.items()},
+                          cfg, executor, weights={n: s[2] for n, s in chosen.items()}, overwrite=args.overwrite)
+            except PairsError as exc:
+                print(f"imprint pairs stage {stage}: {exc}", file=sys.stderr)
+                status = 1
+    return status
+
+
+DELEGATED = {
+    "verify": ("imprint.shards.verify", "check every shard against its manifest (hashes, rows, schema, images)"),
+    "preview": ("imprint.shards.preview", "write an HTML contact sheet of shard samples"),
+}
+
+
+def _delegated_parser(sub: argparse._SubParsersAction, name: str, text: str) -> None:
+    sub.add_parser(name, help=text, add_help=False)
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -126,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imprint {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _ingest_parser(sub)
+    _pairs_parser(sub)
+    for name, (_module, text) in DELEGATED.items():
+        _delegated_parser(sub, name, text)
     for name, (issue, text) in COMING.items():
         _coming_parser(sub, name, issue, text)
     _bench_parser(sub)
@@ -135,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # these parse their own arguments
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)

@@ -17,31 +17,64 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says what to fix."""
 
 
-def _coerce(value: str, annotation: Any) -> Any:
-    """Turn an override's text into the field's type (YAML rules for the literal)."""
-    parsed = yaml.safe_load(value)
-    if annotation in (float, "float") and isinstance(parsed, int):
-        return float(parsed)
-    if annotation in (str, "str") and not isinstance(parsed, str):
-        return value
-    return parsed
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["a=1", "affine.rotate=[-10, 10]"]`` -> ``{"a": 1, "affine": {"rotate": [-10, 10]}}`` (YAML values)."""
+    out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"override {pair!r} is not key=value (e.g. min_area_frac=0.01)")
-        out[key.strip()] = value.strip()
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {pair!r} sets a key inside {name!r}, which is a value")
+        try:
+            node[leaf] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            node[leaf] = value
     return out
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
-    """Build ``cls`` from its defaults, then a YAML file, then ``key=value`` overrides."""
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(cls: type[C], values: dict[str, Any], where: str = "") -> C:
+    """Instantiate a (possibly nested) config dataclass from plain values, naming any bad key."""
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = get_type_hints(cls)
-    values: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key {where}{key!r}; known keys: {', '.join(sorted(fields))}")
+        hint = hints.get(key)
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = build_config(hint, value, f"{where}{key}.")
+        elif isinstance(value, list):
+            value = tuple(value)
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif hint is str and value is not None and not isinstance(value, str):
+            value = str(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {where or ''}{cls.__name__}: {exc}") from exc
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> C:
+    """Build ``cls`` from its defaults, then ``base``, then a YAML file, then ``key=value`` overrides."""
+    values: dict[str, Any] = dict(base or {})
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -49,18 +82,9 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        values.update(loaded)
-    for key, text in parse_overrides(overrides or []).items():
-        if key not in fields:
-            raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(sorted(fields))}")
-        values[key] = _coerce(text, hints.get(key))
-    unknown = set(values) - fields
-    if unknown:
-        raise ConfigError(f"unknown config keys {sorted(unknown)}; known keys: {', '.join(sorted(fields))}")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid {cls.__name__}: {exc}") from exc
+        values = _merge(values, loaded)
+    values = _merge(values, parse_overrides(overrides or []))
+    return build_config(cls, values)
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

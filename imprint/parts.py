@@ -1,0 +1,66 @@
+"""Resumable parts: the unit of distribution, retry and resume of every job.
+
+A job's output folder holds ``part-NNNNN.parquet`` files, each written under a
+temporary name and renamed, then its marker ``_parts/part-NNNNN.json`` (its counts
+and the fingerprint of its inputs) written last. A part is done when both exist
+and the marker's fingerprint matches the task's: a rerun redoes only the rest.
+``_job.json`` pins the config the folder was built with, so parts made with
+different settings are never mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+MARKER_DIR = "_parts"
+
+
+class JobConflict(RuntimeError):
+    """The output folder was built with another config; the message says what to do."""
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def part_path(out_dir: Path, name: str) -> Path:
+    return Path(out_dir) / f"{name}.parquet"
+
+
+def marker_path(out_dir: Path, name: str) -> Path:
+    """The part's marker, in ``_parts/`` so that readers of ``*.parquet`` never see it."""
+    return Path(out_dir) / MARKER_DIR / f"{name}.json"
+
+
+def read_marker(out_dir: Path, name: str) -> dict | None:
+    try:
+        return json.loads(marker_path(out_dir, name).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_done(out_dir: Path, name: str, fingerprint: str) -> bool:
+    marker = read_marker(out_dir, name)
+    return marker is not None and marker.get("fingerprint") == fingerprint and part_path(out_dir, name).is_file()
+
+
+def prepare_out_dir(out_dir: Path, job: dict, overwrite: bool) -> None:
+    """Create ``out_dir`` for ``job``, refusing one built for another job unless ``overwrite``."""
+    out_dir = Path(out_dir)
+    job_file = out_dir / "_job.json"
+    if job_file.is_file() and not overwrite:
+        if json.loads(job_file.read_text()) != job:
+            raise JobConflict(f"{out_dir} holds output made with another config or source; "
+                              f"pass --overwrite to rebuild it, or choose another --out")
+    if overwrite and out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / MARKER_DIR).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(job_file, job)
+    for stale in [*out_dir.glob("*.tmp"), *(out_dir / MARKER_DIR).glob("*.tmp")]:
+        stale.unlink()

@@ -1,0 +1,85 @@
+"""Settings of ``imprint pairs``, and which stage each source feeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from imprint.augment.affine import AffineConfig
+from imprint.augment.color import ColorConfig
+
+# How a source makes pairs (PAPER.md, "Data"): multi-view captures feed stage 1 only; videos and
+# photo groups give stage-2 frame pairs; single images give stage-2 self-pairs.
+SOURCE_KINDS = {
+    "mvimgnet": "multiview", "objaverse": "multiview",
+    "ytvos": "video", "vipseg": "video", "ppr10k": "video", "sav": "video",
+    "pixabay": "image", "urls": "image",
+}
+STAGE_OF_KIND = {"multiview": 1, "video": 2, "image": 2}
+IMAGE_FORMATS = ("jpeg", "png")
+
+
+def default_stage(source: str) -> int:
+    if source not in SOURCE_KINDS:
+        raise ValueError(f"unknown source {source!r}; known: {', '.join(sorted(SOURCE_KINDS))}")
+    return STAGE_OF_KIND[SOURCE_KINDS[source]]
+
+
+def _range(name: str, value: tuple[float, float], low: float) -> None:
+    if len(value) != 2 or not low <= value[0] <= value[1]:
+        raise ValueError(f"{name} must be a range [min, max] with {low} <= min <= max, got {value}")
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """Every knob of ``imprint pairs`` (``--config FILE``, ``--set key=value``, or a recipe's ``pairs:``).
+
+    Stage 1: two views of one instance with ``1 <= |i - j| <= window`` (``frame_index``),
+    backgrounds removed (``I ⊗ M``, filled with ``fill``), each cropped square around its box
+    (side = box side x a factor drawn from ``object_pad``). Stage 2: the object cut from one
+    frame (or from the target itself for image sources), augmented ``P(T(.))``; the target is
+    the other frame cropped square around the target box (side = box side x ``target_context``)
+    and resized to ``resolution``. ``pairs_per_instance`` caps the pairs drawn per instance.
+    """
+
+    window: int = 7
+    min_gap: int = 1  # stage 2 video pairs: |i - j| in [min_gap, max_gap]
+    max_gap: int = 0  # 0: no upper bound
+    pairs_per_instance: int = 16
+    seed: int = 0
+    resolution: int = 512
+    object_resolution: int = 224
+    fill: tuple[int, int, int] = (0, 0, 0)
+    object_pad: tuple[float, float] = (1.05, 1.25)
+    target_context: tuple[float, float] = (1.3, 2.0)
+    min_target_area: float = 0.005  # fine mask / target area after the crop, below: vanished_after_crop
+    min_object_keep: float = 0.25  # object area kept by T, below: degenerate_affine
+    image_format: str = "jpeg"
+    jpeg_quality: int = 95
+    shard_rows: int = 256
+    shard_bytes: int = 0  # > 0: rows per shard estimated from the first pairs' encoded size
+    row_group_rows: int = 32
+    augment: bool = True
+    affine: AffineConfig = field(default_factory=AffineConfig)
+    color: ColorConfig = field(default_factory=ColorConfig)
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError("window must be >= 1")
+        if self.min_gap < 1 or (self.max_gap and self.max_gap < self.min_gap):
+            raise ValueError("need 1 <= min_gap <= max_gap (max_gap 0 = unbounded)")
+        if self.pairs_per_instance < 1:
+            raise ValueError("pairs_per_instance must be >= 1")
+        if self.resolution < 8 or self.object_resolution < 8:
+            raise ValueError("resolution and object_resolution must be >= 8")
+        if self.resolution % 8:
+            raise ValueError("resolution must be a multiple of 8 (the VAE's latent factor)")
+        if len(self.fill) != 3 or not all(0 <= c <= 255 for c in self.fill):
+            raise ValueError("fill must be three values in 0..255")
+        _range("object_pad", self.object_pad, 1.0)
+        _range("target_context", self.target_context, 1.0)
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {IMAGE_FORMATS}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be in 1..100")
+        if self.shard_rows < 1 or self.row_group_rows < 1 or self.shard_bytes < 0:
+            raise ValueError("shard_rows and row_group_rows must be >= 1, shard_bytes >= 0")
