@@ -25,7 +25,7 @@ RECORDS_SCHEMA = pa.schema(
         pa.field("width", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
         pa.field("mask", pa.binary(), nullable=False),
-        pa.field("bbox", pa.list_(pa.int32(), 4), nullable=False),
+        pa.field("bbox", pa.list_(pa.field("element", pa.int32()), 4), nullable=False),
         pa.field("area_frac", pa.float32(), nullable=False),
         pa.field("category", pa.string(), nullable=True),
     ],

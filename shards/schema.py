@@ -14,6 +14,7 @@ import pyarrow as pa
 
 SHARDS_SCHEMA_VERSION = "shards/1"
 
+# List children are named "element", as Parquet names them: a schema read back from a file equals this one.
 IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 
 AFFINE = pa.struct([
@@ -42,7 +43,7 @@ AUG = pa.struct([
     pa.field("color", COLOR),            # P; null for stage 1
     pa.field("object_crop", CROP),       # where the object image was cut from its frame
     pa.field("target_crop", CROP),       # where the target was cut from its frame
-    pa.field("fill", pa.list_(pa.int32(), 3)),  # background fill of removed backgrounds (I ⊗ M)
+    pa.field("fill", pa.list_(pa.field("element", pa.int32()), 3)),  # background fill of removed backgrounds (I ⊗ M)
 ])
 
 SHARD_SCHEMA = pa.schema([
@@ -56,7 +57,7 @@ SHARD_SCHEMA = pa.schema([
     pa.field("object", IMAGE),
     pa.field("target", IMAGE),
     pa.field("mask", IMAGE),
-    pa.field("bbox", pa.list_(pa.int32(), 4), nullable=False),
+    pa.field("bbox", pa.list_(pa.field("element", pa.int32()), 4), nullable=False),
     pa.field("aug", AUG, nullable=False),
     pa.field("seed", pa.int64(), nullable=False),
     pa.field("category", pa.string(), nullable=True),

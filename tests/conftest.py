@@ -43,3 +43,17 @@ def ray_local():
     yield ray
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory, sample_roots: dict[str, Path]) -> Path:
+    """DATA with records of every sample source (read-only for tests)."""
+    from imprint.executor import LocalExecutor
+    from imprint.ingest.config import IngestConfig
+    from imprint.ingest.job import run_ingest
+
+    data = tmp_path_factory.mktemp("data")
+    for source, root in sample_roots.items():
+        cfg = IngestConfig(split="all" if source == "vipseg" else "train")
+        run_ingest(source, root, data, cfg, LocalExecutor(), log=lambda _m: None)
+    return data

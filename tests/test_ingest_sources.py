@@ -40,8 +40,12 @@ def _frame_order_ok(rows):
 
 
 def test_ytvos_records_follow_meta_json(sample_roots, tmp_path):
+    import pyarrow.parquet as pq
+
     root = sample_roots["ytvos"]
     report = ingest("ytvos", root, tmp_path)
+    for part in (tmp_path / "records" / "ytvos").glob("part-*.parquet"):
+        assert pq.read_schema(part).equals(RECORDS_SCHEMA, check_metadata=True)
     rows = _check_common(read_records(tmp_path, "ytvos"), "ytvos")
     _frame_order_ok(rows)
     meta = json.loads((root / "train" / "meta.json").read_text())["videos"]

@@ -56,6 +56,6 @@ def test_records_table_has_the_documented_schema():
                        encode_mask_png(np.ones((3, 4), bool)), (0, 0, 4, 3), 1.0, "cat")
     table = records_to_table([rec])
     assert table.schema.equals(RECORDS_SCHEMA, check_metadata=True)
-    assert table.column("bbox").type == pa.list_(pa.int32(), 4)
+    assert table.column("bbox").type == pa.list_(pa.field("element", pa.int32()), 4)
     assert table.to_pylist()[0]["bbox"] == [0, 0, 4, 3]
     assert records_to_table([]).num_rows == 0

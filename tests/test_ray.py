@@ -43,3 +43,20 @@ def test_an_exception_in_our_code_is_a_failure_not_a_retry(tmp_path, ray_executo
     assert len(outcomes) == 1 and not outcomes[0].ok
     assert "ValueError: bad input 7" in outcomes[0].error
     assert (tmp_path / "calls-7").read_text() == "1"
+
+
+@pytest.mark.parametrize("stage,sources", [(1, {"mvimgnet": 3}), (2, {"ytvos": 3, "ppr10k": 2})])
+def test_pairs_on_ray_are_byte_identical_to_local(sample_data, tmp_path, ray_executor, stage, sources):
+    from imprint.pairing.config import PairsConfig
+    from imprint.pairing.job import run_pairs
+
+    cfg = PairsConfig(resolution=64, object_resolution=32, shard_rows=8)
+    for name, ex in (("local", None), ("ray", ray_executor)):
+        from imprint.executor import LocalExecutor
+
+        run_pairs(sample_data / "records", tmp_path / name, stage, sources, cfg, ex or LocalExecutor(),
+                  log=lambda _m: None)
+    local = sorted((tmp_path / "local").glob("part-*.parquet"))
+    remote = sorted((tmp_path / "ray").glob("part-*.parquet"))
+    assert len(local) >= 2 and [p.read_bytes() for p in local] == [p.read_bytes() for p in remote]
+    assert (tmp_path / "local" / "manifest.json").read_text() == (tmp_path / "ray" / "manifest.json").read_text()
