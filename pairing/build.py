@@ -7,6 +7,7 @@ the pair id), so a pair is the same bytes whichever worker builds it.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,37 +60,56 @@ def square_window(bbox: tuple[int, int, int, int] | list[int], context: float, w
 
 
 def crop_window(image: np.ndarray, win: Window, fill: tuple[int, ...] | int) -> np.ndarray:
-    """The window's pixels; outside the frame filled with ``fill``."""
+    """The window's pixels (a view when it lies inside the frame); outside the frame filled with ``fill``."""
     h, w = image.shape[:2]
-    out = np.empty((win.side, win.side, *image.shape[2:]), dtype=image.dtype)
-    out[...] = fill
     sx0, sy0 = max(win.x0, 0), max(win.y0, 0)
     sx1, sy1 = min(win.x0 + win.side, w), min(win.y0 + win.side, h)
+    if (sx0, sy0, sx1, sy1) == (win.x0, win.y0, win.x0 + win.side, win.y0 + win.side):
+        return image[sy0:sy1, sx0:sx1]
+    out = np.empty((win.side, win.side, *image.shape[2:]), dtype=image.dtype)
+    out[...] = fill
     if sx1 > sx0 and sy1 > sy0:
         out[sy0 - win.y0:sy1 - win.y0, sx0 - win.x0:sx1 - win.x0] = image[sy0:sy1, sx0:sx1]
     return out
 
 
+def _interpolation(src: int, size: int) -> int:
+    """Area averaging for strong reductions (no aliasing), bilinear up to 2x down, bicubic up."""
+    if src > 2 * size:
+        return cv2.INTER_AREA
+    return cv2.INTER_LINEAR if src >= size else cv2.INTER_CUBIC
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[0] == size and image.shape[1] == size:
-        return image
-    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(image, (size, size), interpolation=interp)
+        return np.ascontiguousarray(image)
+    return cv2.resize(image, (size, size), interpolation=_interpolation(image.shape[0], size))
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Area-resample a boolean mask and threshold at one half (keeps thin parts better than nearest)."""
+    """Resample a boolean mask like the image and threshold at one half (keeps thin parts better than nearest)."""
     if mask.shape[0] == size and mask.shape[1] == size:
-        return mask
-    return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) >= 0.5
+        return np.ascontiguousarray(mask)
+    # 0/1 in uint8: the resampled value rounds to 1 where the covered fraction is >= 1/2
+    soft = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=_interpolation(mask.shape[0], size))
+    return soft >= 1
+
+
+@lru_cache(maxsize=16)
+def _fill_image(shape: tuple[int, ...], fill: tuple[int, ...]) -> np.ndarray:
+    out = np.empty(shape, np.uint8)
+    out[...] = fill
+    out.flags.writeable = False
+    return out
 
 
 def remove_background(image: np.ndarray, mask: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
     """``I ⊗ M``: object pixels kept, the rest set to ``fill``."""
-    out = np.empty_like(image)
-    out[...] = np.asarray(fill, dtype=image.dtype)
-    out[mask] = image[mask]
-    return out
+    image = np.ascontiguousarray(image)
+    m = mask.astype(np.uint8)
+    if not any(fill):
+        return cv2.bitwise_and(image, image, mask=m)
+    return cv2.copyTo(image, m, _fill_image(image.shape, tuple(fill)).copy())
 
 
 def encode_image(image: np.ndarray, cfg: PairsConfig) -> bytes:
@@ -104,11 +124,22 @@ def encode_image(image: np.ndarray, cfg: PairsConfig) -> bytes:
 
 
 class FrameCache:
-    """The last few decoded frames: consecutive pairs share frames of one instance."""
+    """The last few decoded frames and masks: consecutive pairs share the frames of one instance."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
         self._frames: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._masks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def mask(self, key: tuple[str, int], png: bytes) -> np.ndarray:
+        if key in self._masks:
+            self._masks.move_to_end(key)
+            return self._masks[key]
+        mask = decode_mask_png(png)
+        self._masks[key] = mask
+        if len(self._masks) > 2 * self.size:
+            self._masks.popitem(last=False)
+        return mask
 
     def get(self, uri: str) -> np.ndarray:
         if uri in self._frames:
@@ -124,9 +155,9 @@ class FrameCache:
         return frame
 
 
-def _record_view(record: dict, frames: FrameCache) -> tuple[np.ndarray, np.ndarray]:
+def _record_view(record: dict, frames: FrameCache, key: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
     frame = frames.get(record["image_uri"])
-    mask = decode_mask_png(record["mask"])
+    mask = frames.mask(key, record["mask"])
     if mask.shape != frame.shape[:2]:
         raise Drop("size_mismatch", f"mask {mask.shape} and frame {frame.shape[:2]} of {record['image_uri']} differ")
     return frame, mask
@@ -136,19 +167,20 @@ def _draw(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
     return float(rng.uniform(lo_hi[0], lo_hi[1])) if lo_hi[1] > lo_hi[0] else float(lo_hi[0])
 
 
-def _object_view(frame: np.ndarray, mask: np.ndarray, bbox: list[int], pad: float, cfg: PairsConfig):
-    """The object cut square around its box with its background removed, at window size."""
-    win = square_window(bbox, pad, frame.shape[1], frame.shape[0])
-    crop = crop_window(remove_background(frame, mask, cfg.fill), win, cfg.fill)
-    return crop, crop_window(mask, win, False), win
+def object_view(frame: np.ndarray, mask: np.ndarray, win: Window, cfg: PairsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The object cut from ``win``, background removed, at ``object_resolution`` (image, mask)."""
+    crop_mask = resize_mask(crop_window(mask, win, False), cfg.object_resolution)
+    crop = resize_image(crop_window(frame, win, cfg.fill), cfg.object_resolution)
+    return remove_background(crop, crop_mask, cfg.fill), crop_mask
 
 
 def _target_view(frame: np.ndarray, mask: np.ndarray, bbox: list[int], context: float, cfg: PairsConfig,
                  background: bool):
     win = square_window(bbox, context, frame.shape[1], frame.shape[0], fit=True)
-    image = frame if background else remove_background(frame, mask, cfg.fill)
-    target = resize_image(crop_window(image, win, cfg.fill), cfg.resolution)
+    target = resize_image(crop_window(frame, win, cfg.fill), cfg.resolution)
     tmask = resize_mask(crop_window(mask, win, False), cfg.resolution)
+    if not background:
+        target = remove_background(target, tmask, cfg.fill)
     box = mask_bbox(tmask)
     if box is None or tmask.mean() < cfg.min_target_area:
         raise Drop("vanished_after_crop", f"object covers {tmask.mean():.4f} of the target after the crop "
@@ -158,12 +190,18 @@ def _target_view(frame: np.ndarray, mask: np.ndarray, bbox: list[int], context: 
 
 def build_pair(spec: PairSpec, src: dict, tgt: dict, frames: FrameCache, cfg: PairsConfig,
                cubes: list[str]) -> dict[str, Any]:
-    """One shard row (see ``imprint.shards.schema``); raises :class:`Drop` for a pair that cannot be made."""
+    """One shard row (see ``imprint.shards.schema``); raises :class:`Drop` for a pair that cannot be made.
+
+    The object: its square window (box side x ``object_pad``) cut, background removed and resized to
+    ``object_resolution``; in stage 2 then ``T`` (affine) and ``P`` (colour LUT), background filled
+    again. Both act on the resized crop, so their cost does not grow with the frame.
+    """
     rng = instance_rng(cfg.seed, "pair", spec.pair_id)
-    src_frame, src_mask = _record_view(src, frames)
-    tgt_frame, tgt_mask = (src_frame, src_mask) if spec.tgt_row == spec.src_row else _record_view(tgt, frames)
+    src_frame, src_mask = _record_view(src, frames, (spec.records, spec.src_row))
+    tgt_frame, tgt_mask = _record_view(tgt, frames, (spec.records, spec.tgt_row))
     pad, context = _draw(rng, cfg.object_pad), _draw(rng, cfg.target_context)
-    obj, obj_mask, obj_win = _object_view(src_frame, src_mask, src["bbox"], pad, cfg)
+    obj_win = square_window(src["bbox"], pad, src_frame.shape[1], src_frame.shape[0])
+    obj, obj_mask = object_view(src_frame, src_mask, obj_win, cfg)
     affine = color = None
     if spec.stage == 1:
         # Stage 1: view 2 with its background removed, cropped around its own box.
@@ -179,7 +217,6 @@ def build_pair(spec: PairSpec, src: dict, tgt: dict, frames: FrameCache, cfg: Pa
             cparams = sample_color(rng, cfg.color, cubes)
             obj = remove_background(apply_color(moved, cparams, cfg.color), moved_mask, cfg.fill)
             affine, color = params.to_dict(), cparams.to_dict()
-    obj = resize_image(obj, cfg.object_resolution)
     return {
         "pair_id": spec.pair_id, "stage": spec.stage, "source": spec.source, "group_id": spec.group_id,
         "instance_id": spec.instance_id, "src_frame": spec.src_frame, "tgt_frame": spec.tgt_frame,

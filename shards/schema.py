@@ -17,17 +17,18 @@ SHARDS_SCHEMA_VERSION = "shards/1"
 # List children are named "element", as Parquet names them: a schema read back from a file equals this one.
 IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 
+# Augmentation parameters are float64: the values in a row are exactly those that were applied.
 AFFINE = pa.struct([
-    pa.field("angle", pa.float32()), pa.field("scale", pa.float32()),
-    pa.field("shear_x", pa.float32()), pa.field("shear_y", pa.float32()),
-    pa.field("tx", pa.float32()), pa.field("ty", pa.float32()), pa.field("flip", pa.bool_()),
+    pa.field("angle", pa.float64()), pa.field("scale", pa.float64()),
+    pa.field("shear_x", pa.float64()), pa.field("shear_y", pa.float64()),
+    pa.field("tx", pa.float64()), pa.field("ty", pa.float64()), pa.field("flip", pa.bool_()),
 ])
 
 COLOR = pa.struct([
-    pa.field("brightness", pa.float32()), pa.field("exposure", pa.float32()),
-    pa.field("contrast", pa.float32()), pa.field("saturation", pa.float32()),
-    pa.field("hue", pa.float32()), pa.field("warmth", pa.float32()), pa.field("tint", pa.float32()),
-    pa.field("gamma", pa.float32()), pa.field("cube", pa.string()),
+    pa.field("brightness", pa.float64()), pa.field("exposure", pa.float64()),
+    pa.field("contrast", pa.float64()), pa.field("saturation", pa.float64()),
+    pa.field("hue", pa.float64()), pa.field("warmth", pa.float64()), pa.field("tint", pa.float64()),
+    pa.field("gamma", pa.float64()), pa.field("cube", pa.string()),
 ])
 
 # Image columns stay nullable in Arrow: `datasets` only applies its Image feature to a field that
@@ -35,7 +36,7 @@ COLOR = pa.struct([
 
 CROP = pa.struct([  # a square window in source-frame pixels; may extend past the frame (padded)
     pa.field("x0", pa.int32()), pa.field("y0", pa.int32()), pa.field("side", pa.int32()),
-    pa.field("context", pa.float32()), pa.field("padded", pa.bool_()),
+    pa.field("context", pa.float64()), pa.field("padded", pa.bool_()),
 ])
 
 AUG = pa.struct([
@@ -66,7 +67,7 @@ SHARD_SCHEMA = pa.schema([
 IMAGE_COLUMNS = ("object", "target", "mask")
 
 _ARROW_TO_HF = {pa.string(): "string", pa.int8(): "int8", pa.int32(): "int32", pa.int64(): "int64",
-                pa.float32(): "float32", pa.bool_(): "bool"}
+                pa.float32(): "float32", pa.float64(): "float64", pa.bool_(): "bool"}
 
 
 def _hf_feature(dtype: pa.DataType) -> dict:

@@ -471,3 +471,17 @@ def test_draw_level_follows_probs():
     only_two = MaskLevelConfig(probs=(0.0, 0.0, 1.0, 0.0))
     assert {draw_level(rng, only_two) for _ in range(200)} == {2}
     assert draw_level(np.random.default_rng(3), cfg) == draw_level(np.random.default_rng(3), cfg)
+
+
+def test_functional_affine_equals_the_albumentations_transform():
+    from imprint.augment.affine import apply_affine, apply_affine_transform, sample_affine
+
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 256, size=(61, 83, 3), dtype=np.uint8)
+    mask = np.zeros((61, 83), bool)
+    mask[10:50, 20:70] = True
+    for _ in range(12):
+        params = sample_affine(rng)
+        a_img, a_mask = apply_affine(image, mask, params, fill=(1, 2, 3))
+        b_img, b_mask = apply_affine_transform(image, mask, params, fill=(1, 2, 3))
+        assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)

@@ -15,7 +15,8 @@ from imprint.augment.color import ColorParams, apply_color
 from imprint.cli import main
 from imprint.executor import LocalExecutor
 from imprint.masks import decode_mask_png, mask_bbox
-from imprint.pairing.build import Window, crop_window, remove_background, resize_image, square_window
+from imprint.pairing.build import (Window, crop_window, remove_background, resize_image, resize_mask,
+                                    square_window)
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.job import run_pairs
 from imprint.pairing.plan import candidate_pairs
@@ -110,11 +111,10 @@ def test_stage2_augmentation_parameters_round_trip(sample_data, tmp_path):
         crop = r["aug"]["object_crop"]
         win = Window(crop["x0"], crop["y0"], crop["side"], crop["context"], crop["padded"])
         fill = tuple(r["aug"]["fill"])
-        obj = crop_window(remove_background(frame, mask, fill), win, fill)
-        moved, moved_mask = apply_affine(obj, crop_window(mask, win, False), AffineParams.from_dict(r["aug"]["affine"]),
-                                         fill=fill)
-        expected = resize_image(remove_background(apply_color(moved, ColorParams.from_dict(r["aug"]["color"])),
-                                                  moved_mask, fill), 96)
+        obj_mask = resize_mask(crop_window(mask, win, False), 96)
+        obj = remove_background(resize_image(crop_window(frame, win, fill), 96), obj_mask, fill)
+        moved, moved_mask = apply_affine(obj, obj_mask, AffineParams.from_dict(r["aug"]["affine"]), fill=fill)
+        expected = remove_background(apply_color(moved, ColorParams.from_dict(r["aug"]["color"])), moved_mask, fill)
         stored = np.asarray(Image.open(io.BytesIO(r["object"]["bytes"])).convert("RGB"))
         assert np.array_equal(stored, expected)
 

@@ -1,0 +1,572 @@
+"""The streaming loader the trainer uses: pair shards -> batches of tensors.
+
+Data flow, per rank and per DataLoader worker (all of it seeded, nothing timed)::
+
+    manifest shards --[rank::world_size]--> the rank's shards
+        --permute (seed, epoch)--> this epoch's order --[worker::num_workers]--> the worker's shards
+        --ParquetFile.iter_batches, row group by row group--> rows (image bytes still encoded)
+        --source weights (keep draws)--> shuffle buffer (seed, epoch, rank, worker)
+        --decode + resize + mask level--> sample dicts --DataLoader--> batches
+
+Each worker batches its own samples and the DataLoader takes batches from the
+workers round-robin in worker order, so the batches of an epoch depend only on
+``(seed, epoch, rank, world_size, num_workers, batch_size)`` and the shards.
+
+Resuming (:meth:`ShardLoader.state_dict`) stores ``(epoch, batches consumed)``.
+Loading it replays the round-robin on the per-worker sample counts (known from
+the manifest) to find how many samples each worker had produced, and which worker
+was next; the new DataLoader's workers are rotated so that worker comes first, and
+each skips its samples by reading only the ``source`` column (the shuffle buffer
+holds row references while skipping; the few rows left in it are then read back
+by row group), so no image is read or decoded for a skipped sample.
+
+Source weights (``LoaderConfig.source_weights``) thin sources: a row of source
+``s`` is kept with probability ``w_s / max(w)`` (max over the manifest's sources;
+unlisted sources weigh 1.0), one draw per row from the worker's seeded keep rng.
+Weight 0 leaves a source out; rows are never repeated, so weighted epochs are
+shorter; ``len()`` ignores the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level
+from imprint.shards.schema import SHARDS_SCHEMA_VERSION
+
+__all__ = [
+    "MANIFEST",
+    "LoaderConfig",
+    "ManifestError",
+    "ShardLoader",
+    "ShardStream",
+    "decode_mask",
+    "decode_rgb",
+    "latent_mask",
+    "read_manifest",
+]
+
+MANIFEST = "manifest.json"
+_FULL_COLUMNS = ["pair_id", "source", "seed", "object", "target", "mask"]
+_LIGHT_COLUMNS = ["source"]
+_READ_BATCH = 64  # rows per Arrow batch read from a row group
+
+
+class ManifestError(ValueError):
+    """A shard folder whose manifest is missing or unusable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Settings of :class:`ShardLoader` / :class:`ShardStream`.
+
+    ``object_size`` / ``target_size``: square sizes of the object and target tensors (stored images of
+    another size are resized); ``latent_factor``: pixels per latent cell of ``mask_latent`` (divides
+    ``target_size``); ``shuffle_buffer``: rows held by each worker's shuffle buffer (1 = no shuffling
+    within a shard); ``levels``: mask precision levels and their draw probabilities; ``source_weights``:
+    relative sampling weight per source, applied as a per-row keep probability ``w / max(w)`` drawn
+    from the seeded rng (see the module docstring); ``drop_last``: drop each worker's last partial batch.
+    """
+
+    batch_size: int = 4
+    object_size: int = 224
+    target_size: int = 512
+    latent_factor: int = 8
+    shuffle_buffer: int = 256
+    seed: int = 0
+    num_workers: int = 0
+    levels: MaskLevelConfig = field(default_factory=MaskLevelConfig)
+    source_weights: dict[str, float] | None = None
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name, low in (("batch_size", 1), ("object_size", 1), ("target_size", 1), ("latent_factor", 1),
+                          ("shuffle_buffer", 1), ("seed", 0), ("num_workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.target_size % self.latent_factor:
+            raise ValueError(f"latent_factor ({self.latent_factor}) must divide target_size ({self.target_size})")
+        if isinstance(self.levels, Mapping):
+            object.__setattr__(self, "levels", MaskLevelConfig(**self.levels))
+        if not isinstance(self.levels, MaskLevelConfig):
+            raise ValueError(f"levels must be a MaskLevelConfig, got {self.levels!r}")
+        if self.source_weights is not None:
+            if not isinstance(self.source_weights, Mapping):
+                raise ValueError(f"source_weights must map source -> weight, got {self.source_weights!r}")
+            weights: dict[str, float] = {}
+            for source, w in self.source_weights.items():
+                try:
+                    w = float(w)
+                except (TypeError, ValueError):
+                    raise ValueError(f"source_weights[{source!r}] must be a number, got {w!r}") from None
+                if not math.isfinite(w) or w < 0:
+                    raise ValueError(f"source_weights[{source!r}] must be finite and >= 0, got {w!r}")
+                weights[str(source)] = w
+            object.__setattr__(self, "source_weights", weights)
+        if not isinstance(self.drop_last, bool):
+            raise ValueError(f"drop_last must be a bool, got {self.drop_last!r}")
+
+
+def read_manifest(shard_dir: str | Path) -> dict:
+    """The parsed ``manifest.json`` of a shard folder (``DATA/shards/stageN``), checked for use.
+
+    Raises :class:`ManifestError` when it is missing, is not JSON, has another schema version or
+    lacks the shard list (``file`` and ``rows`` of each shard).
+    """
+    shard_dir = Path(shard_dir)
+    path = shard_dir / MANIFEST
+    if not path.is_file():
+        hint = ""
+        stages = sorted(p.name for p in shard_dir.glob("stage*") if (p / MANIFEST).is_file())
+        if stages:
+            hint = f" (it holds {', '.join(stages)}: pass one of them)"
+        raise ManifestError(f"{shard_dir} has no {MANIFEST}; build it with `imprint pairs`{hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path} is not readable JSON ({exc}); rebuild it with `imprint pairs`") from exc
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} must hold a JSON object; rebuild it with `imprint pairs`")
+    version = manifest.get("schema")
+    if version != SHARDS_SCHEMA_VERSION:
+        raise ManifestError(f"{path} has schema {version!r}, this imprint reads {SHARDS_SCHEMA_VERSION!r}; "
+                            "rebuild the shards with this version's `imprint pairs`")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("rows"), int)
+            and not isinstance(s.get("rows"), bool) and s["rows"] >= 0 for s in shards):
+        raise ManifestError(f"{path}: 'shards' must be a list of {{file, rows, ...}} entries")
+    return manifest
+
+
+# --- decoding -----------------------------------------------------------------------------------------
+
+
+def _resize(arr: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """``arr`` resized to ``size x size``: area when shrinking, bicubic when growing, or nearest."""
+    h, w = arr.shape[:2]
+    if (h, w) == (size, size):
+        return arr
+    import cv2
+
+    if nearest:
+        interp = cv2.INTER_NEAREST
+    else:
+        interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
+    return cv2.resize(arr, (size, size), interpolation=interp)
+
+
+def decode_rgb(data: bytes, size: int) -> np.ndarray:
+    """A JPEG/PNG as an ``size x size x 3`` uint8 RGB array (resized if stored at another size).
+
+    OpenCV decodes (2-3x faster than PIL on 512px JPEGs, same libjpeg-turbo pixels); PIL
+    takes whatever OpenCV cannot read.
+    """
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if arr is not None:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    else:
+        from PIL import Image
+
+        with Image.open(BytesIO(data)) as img:
+            arr = np.asarray(img.convert("RGB"))
+    return np.ascontiguousarray(_resize(arr, size))
+
+
+def decode_mask(data: bytes, size: int) -> np.ndarray:
+    """A 1-bit or 8-bit grayscale PNG mask as an ``size x size`` bool array (nearest resize if needed)."""
+    from PIL import Image
+
+    with Image.open(BytesIO(data)) as img:
+        if img.mode == "1":
+            mask = np.asarray(img, dtype=bool)
+        else:
+            mask = np.asarray(img.convert("L")) > 127
+    if mask.shape != (size, size):
+        mask = _resize(mask.view(np.uint8), size, nearest=True).astype(bool)
+    return mask
+
+
+def latent_mask(mask: np.ndarray, factor: int) -> np.ndarray:
+    """Max-pool of an ``HxW`` bool mask over ``factor x factor`` cells (a cell is on if any pixel is)."""
+    h, w = mask.shape
+    rows = mask.reshape(h // factor, factor, w).any(axis=1)  # two 1-axis reductions: ~6x faster than one
+    return rows.reshape(h // factor, w // factor, factor).any(axis=2)
+
+
+def _chw_float(arr: np.ndarray, scale: float, shift: float) -> torch.Tensor:
+    """``HxWxC`` uint8 -> contiguous ``CxHxW`` float32 ``arr * scale + shift``."""
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32)
+    t.mul_(scale)
+    if shift:
+        t.add_(shift)
+    return t
+
+
+def sample_rng(seed: int, epoch: int, row_seed: int, pair_id: str) -> np.random.Generator:
+    """The rng of one sample in one epoch (its mask level), from the loader seed and the pair's own seed."""
+    return np.random.default_rng([seed, epoch, int(row_seed) % 2**64, zlib.crc32(pair_id.encode())])
+
+
+# --- reading rows -------------------------------------------------------------------------------------
+
+
+class _Row:
+    """A row in the shuffle buffer: where it is, its source, and its columns once read (``data``)."""
+
+    __slots__ = ("file", "index", "source", "data")
+
+    def __init__(self, file: int, index: int, source: str, data: dict | None) -> None:
+        self.file, self.index, self.source, self.data = file, index, source, data
+
+
+def _batch_rows(batch: Any, light: bool) -> list[dict] | None:
+    """Columns of an Arrow batch as row dicts (image columns as their bytes); ``None`` when light."""
+    if light:
+        return None
+    cols = {name: batch.column(name) for name in _FULL_COLUMNS}
+    values = {name: (cols[name].field("bytes") if name in ("object", "target", "mask") else cols[name]).to_pylist()
+              for name in _FULL_COLUMNS}
+    return [dict(zip(_FULL_COLUMNS, vals)) for vals in zip(*(values[n] for n in _FULL_COLUMNS))]
+
+
+class _RowReader:
+    """Rows of a list of parquet files in order, row group by row group, from any position.
+
+    ``position`` is ``(file, row)`` of the next row to read; ``light`` reads only ``source``.
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self.position = (0, 0)
+
+    def rows(self, start: tuple[int, int], light: bool) -> Iterator[_Row]:
+        import pyarrow.parquet as pq
+
+        self.position = start
+        for fi in range(start[0], len(self.paths)):
+            first = start[1] if fi == start[0] else 0
+            with pq.ParquetFile(self.paths[fi]) as pf:
+                md = pf.metadata
+                offsets = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+                g0 = int(np.searchsorted(offsets, first, side="right")) - 1
+                if g0 >= md.num_row_groups:
+                    continue
+                index = int(offsets[g0])
+                columns = _LIGHT_COLUMNS if light else _FULL_COLUMNS
+                for batch in pf.iter_batches(batch_size=_READ_BATCH, row_groups=range(g0, md.num_row_groups),
+                                             columns=columns):
+                    sources = batch.column("source").to_pylist()
+                    data = _batch_rows(batch, light)
+                    for k, source in enumerate(sources):
+                        if index >= first:
+                            self.position = (fi, index + 1)
+                            yield _Row(fi, index, source, None if data is None else data[k])
+                        index += 1
+            self.position = (fi + 1, 0)
+
+    def fill(self, rows: Sequence[_Row]) -> None:
+        """Read the columns of ``rows`` (references from a light read), one row group at a time."""
+        import pyarrow.parquet as pq
+
+        by_file: dict[int, list[_Row]] = {}
+        for row in rows:
+            if row.data is None:
+                by_file.setdefault(row.file, []).append(row)
+        for fi, todo in by_file.items():
+            with pq.ParquetFile(self.paths[fi]) as pf:
+                md = pf.metadata
+                offsets = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+                by_group: dict[int, list[_Row]] = {}
+                for row in todo:
+                    by_group.setdefault(int(np.searchsorted(offsets, row.index, side="right")) - 1, []).append(row)
+                for g, group_rows in by_group.items():
+                    table = pf.read_row_group(g, columns=_FULL_COLUMNS)
+                    data = [r for batch in table.to_batches() for r in _batch_rows(batch, light=False)]
+                    for row in group_rows:
+                        row.data = data[row.index - int(offsets[g])]
+
+
+# --- the dataset --------------------------------------------------------------------------------------
+
+
+class ShardStream(IterableDataset):
+    """One rank's pair shards as a stream of sample dicts (see the module docstring).
+
+    A sample: ``object`` float32 ``3 x S_obj x S_obj`` in [0, 1]; ``target`` float32
+    ``3 x S x S`` in [-1, 1]; ``mask`` float32 ``1 x S x S`` (0/1, the level drawn for the
+    sample); ``mask_latent`` float32 ``1 x S/f x S/f`` (max-pool of ``mask``); ``level`` int64;
+    ``pair_id`` and ``source`` strings.
+    """
+
+    def __init__(self, shard_dir: str | Path, cfg: LoaderConfig | None = None, rank: int = 0,
+                 world_size: int = 1) -> None:
+        super().__init__()
+        self.shard_dir = Path(shard_dir)
+        self.cfg = cfg or LoaderConfig()
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
+        self.rank, self.world_size = rank, world_size
+        self.manifest = read_manifest(self.shard_dir)
+        shards = self.manifest["shards"]
+        self.shards: list[dict] = shards[rank::world_size]
+        if not self.shards:
+            raise ValueError(f"rank {rank} of {world_size} gets no shard: {self.shard_dir} has {len(shards)}; "
+                             "use fewer ranks or write more (smaller) shards")
+        self.keep_probs = self._keep_probs()
+        self.epoch = 0
+        self._skips: list[int] | None = None  # resume: samples each logical worker skips
+        self._offset = 0  # resume: physical worker i plays logical worker (i + offset) % n
+
+    def _keep_probs(self) -> dict[str, float] | None:
+        """Per-source keep probability ``w / max(w)``, or ``None`` when every row is kept."""
+        weights = self.cfg.source_weights
+        if weights is None:
+            return None
+        sources = set(self.manifest.get("sources") or {}) | {s for sh in self.shards for s in sh.get("sources") or {}}
+        top = max((weights.get(s, 1.0) for s in sources), default=1.0)
+        if top <= 0:
+            raise ValueError(f"source_weights {weights} leave out every source of {self.shard_dir} "
+                             f"({', '.join(sorted(sources))})")
+        probs = {s: weights.get(s, 1.0) / top for s in sources}
+        return None if all(p >= 1.0 for p in probs.values()) else probs
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (shard order, shuffle and levels); clears a pending resume."""
+        self.epoch = int(epoch)
+        self._skips, self._offset = None, 0
+
+    def set_resume(self, skips: Sequence[int], offset: int) -> None:
+        """Make the next iteration skip ``skips[w]`` samples of logical worker ``w``; physical worker ``i``
+        plays logical worker ``(i + offset) % n``."""
+        self._skips, self._offset = [int(s) for s in skips], int(offset)
+
+    def epoch_shards(self, epoch: int) -> list[int]:
+        """Indices into ``self.shards`` in this epoch's order (a permutation from ``(seed, epoch)``)."""
+        return [int(i) for i in np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.shards))]
+
+    def worker_shards(self, epoch: int, worker: int, num_workers: int) -> list[int]:
+        """The shard indices logical worker ``worker`` of ``num_workers`` reads in ``epoch``, in order."""
+        return self.epoch_shards(epoch)[worker::num_workers]
+
+    def _paths(self, shard_ids: Sequence[int]) -> list[Path]:
+        return [self.shard_dir / self.shards[i]["file"] for i in shard_ids]
+
+    def _rngs(self, epoch: int, worker: int) -> tuple[np.random.Generator, np.random.Generator]:
+        """(shuffle rng, keep rng) of one worker in one epoch."""
+        base = [self.cfg.seed, epoch, self.rank, worker]
+        return np.random.default_rng([*base, 0]), np.random.default_rng([*base, 1])
+
+    def worker_sample_counts(self, epoch: int, num_workers: int, exact: bool = True) -> list[int]:
+        """Samples each logical worker yields in ``epoch``: manifest row counts, or (``exact`` with
+        source weights) the kept rows, found by replaying the keep draws on the ``source`` column."""
+        n = max(1, num_workers)
+        counts = []
+        for w in range(n):
+            ids = self.worker_shards(epoch, w, n)
+            if self.keep_probs is None or not exact:
+                counts.append(sum(self.shards[i]["rows"] for i in ids))
+                continue
+            _, keep_rng = self._rngs(epoch, w)
+            counts.append(sum(1 for _ in self._kept(_RowReader(self._paths(ids)).rows((0, 0), True), keep_rng)))
+        return counts
+
+    def _kept(self, rows: Iterator[_Row], keep_rng: np.random.Generator) -> Iterator[_Row]:
+        """``rows`` thinned by the source weights (one keep draw per row)."""
+        if self.keep_probs is None:
+            yield from rows
+            return
+        probs = self.keep_probs
+        for row in rows:
+            if keep_rng.random() < probs.get(row.source, 1.0):
+                yield row
+
+    def shuffled_rows(self, epoch: int, worker: int, num_workers: int, skip: int = 0) -> Iterator[_Row]:
+        """The rows logical ``worker`` yields in ``epoch`` (kept, shuffled), after the first ``skip``.
+
+        Skipped rows are read light (``source`` only); rows yielded carry their columns.
+        """
+        shuffle_rng, keep_rng = self._rngs(epoch, worker)
+        reader = _RowReader(self._paths(self.worker_shards(epoch, worker, num_workers)))
+        light = skip > 0
+        rows = self._kept(reader.rows((0, 0), light), keep_rng)
+        size = self.cfg.shuffle_buffer
+        buf: list[_Row] = []
+        emitted = 0
+        while (row := next(rows, None)) is not None:
+            if len(buf) < size:
+                buf.append(row)
+                continue
+            j = int(shuffle_rng.integers(size))
+            out, buf[j] = buf[j], row
+            emitted += 1
+            if emitted > skip:
+                yield out
+            elif emitted == skip:  # done skipping: read the buffered rows' columns, go on reading in full
+                position = reader.position
+                rows.close()
+                reader.fill(buf)
+                rows = self._kept(reader.rows(position, False), keep_rng)
+                light = False
+        order = [buf[int(j)] for j in shuffle_rng.permutation(len(buf))]
+        rest = order[max(0, skip - emitted):]
+        if light:
+            reader.fill(rest)
+        yield from rest
+
+    def make_sample(self, row: dict, epoch: int) -> dict[str, Any]:
+        """Decode one row into a sample dict, drawing its mask level from its own seeded rng."""
+        cfg = self.cfg
+        rng = sample_rng(cfg.seed, epoch, row["seed"], row["pair_id"])
+        level = draw_level(rng, cfg.levels)
+        obj = decode_rgb(row["object"], cfg.object_size)
+        target = decode_rgb(row["target"], cfg.target_size)
+        mask = mask_level(decode_mask(row["mask"], cfg.target_size), level, cfg.levels)
+        return {
+            "object": _chw_float(obj, 1.0 / 255.0, 0.0),
+            "target": _chw_float(target, 2.0 / 255.0, -1.0),
+            "mask": torch.from_numpy(mask[None].astype(np.float32)),
+            "mask_latent": torch.from_numpy(latent_mask(mask, cfg.latent_factor)[None].astype(np.float32)),
+            "level": torch.tensor(level, dtype=torch.int64),
+            "pair_id": row["pair_id"],
+            "source": row["source"],
+        }
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        physical, n = (0, 1) if info is None else (info.id, info.num_workers)
+        worker = (physical + self._offset) % n
+        skip = 0
+        if self._skips is not None:
+            if len(self._skips) != n:
+                raise RuntimeError(f"resume state is for {len(self._skips)} workers, the DataLoader has {n}")
+            skip = self._skips[worker]
+        epoch = self.epoch
+        for row in self.shuffled_rows(epoch, worker, n, skip):
+            yield self.make_sample(row.data, epoch)
+
+
+# --- the loader ---------------------------------------------------------------------------------------
+
+
+def _worker_init(_worker_id: int) -> None:
+    """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _batches(count: int, batch_size: int, drop_last: bool) -> int:
+    return count // batch_size if drop_last else -(-count // batch_size)
+
+
+def replay_round_robin(batches: Sequence[int], consumed: int) -> tuple[list[int], int]:
+    """Batches taken from each worker after ``consumed`` batches of a round-robin over workers with
+    ``batches[w]`` batches each (exhausted workers are passed over), and the worker whose turn is next."""
+    n = len(batches)
+    taken = [0] * n
+    turn = 0
+    remaining = min(consumed, sum(batches))
+    while remaining > 0:
+        if taken[turn] < batches[turn]:
+            taken[turn] += 1
+            remaining -= 1
+        turn = (turn + 1) % n
+    return taken, turn
+
+
+class ShardLoader:
+    """Batches of one rank's shards: a ``torch.utils.data.DataLoader`` over :class:`ShardStream`.
+
+    Call :meth:`set_epoch` before each epoch. :meth:`state_dict` holds ``epoch`` and ``batches``, the
+    batches this iterator has handed out this epoch (including the one being used); a new loader
+    given it by :meth:`load_state_dict` continues the epoch with the next batch, exactly.
+
+    Ranks hold different shards, so their epochs can differ in length by a few batches; a
+    distributed trainer should stop every rank at the same step (e.g. the min of ``len()`` over ranks).
+    """
+
+    def __init__(self, shard_dir: str | Path, cfg: LoaderConfig | None = None, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.cfg = cfg or LoaderConfig()
+        self.dataset = ShardStream(shard_dir, self.cfg, rank, world_size)
+        self.epoch = 0
+        self._start = 0  # batches to skip at the next iteration (a loaded state)
+        self._consumed = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch; a loaded state for another epoch is dropped."""
+        epoch = int(epoch)
+        if epoch != self.epoch:
+            self._start = 0
+            self._consumed = 0
+        self.epoch = epoch
+
+    def _worker_batches(self, exact: bool) -> list[int]:
+        counts = self.dataset.worker_sample_counts(self.epoch, self.cfg.num_workers, exact)
+        return [_batches(c, self.cfg.batch_size, self.cfg.drop_last) for c in counts]
+
+    def __len__(self) -> int:
+        """Batches per epoch for this rank, from the manifest's row counts (source weights aside)."""
+        return sum(self._worker_batches(exact=False))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        cfg = self.cfg
+        start, self._start = self._start, 0
+        if start > 0:
+            taken, turn = replay_round_robin(self._worker_batches(exact=True), start)
+            self.dataset.set_epoch(self.epoch)
+            self.dataset.set_resume([t * cfg.batch_size for t in taken], turn)
+        else:
+            self.dataset.set_epoch(self.epoch)
+        self._consumed = start
+        loader = DataLoader(self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                            drop_last=cfg.drop_last, generator=torch.Generator().manual_seed(cfg.seed),
+                            worker_init_fn=_worker_init if cfg.num_workers else None)
+        try:
+            for batch in loader:
+                self._consumed += 1
+                yield batch
+        finally:
+            self.dataset.set_epoch(self.epoch)
+
+    def _layout(self) -> dict[str, int]:
+        """What the batch order depends on besides the shards; a state only replays onto the same."""
+        return {"seed": self.cfg.seed, "batch_size": self.cfg.batch_size, "num_workers": self.cfg.num_workers,
+                "rank": self.dataset.rank, "world_size": self.dataset.world_size}
+
+    def state_dict(self) -> dict[str, int]:
+        """Where this loader is: ``{"epoch": e, "batches": batches handed out in epoch e}``, plus the
+        seed, batch size, workers and rank layout the position is valid for."""
+        return {"epoch": self.epoch, "batches": self._consumed, **self._layout()}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue from :meth:`state_dict`: the next iteration (of that epoch) starts after its batches.
+
+        Raises ``ValueError`` when the state was taken with another seed, batch size, number of
+        workers or rank layout (the batches would differ, so no exact resume is possible).
+        """
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if epoch < 0 or batches < 0:
+            raise ValueError(f"invalid loader state {dict(state)}")
+        differ = {k: (state[k], v) for k, v in self._layout().items() if k in state and int(state[k]) != v}
+        if differ:
+            raise ValueError("loader state was saved with " + ", ".join(
+                f"{k}={old} (now {new})" for k, (old, new) in differ.items()) + "; cannot resume exactly")
+        self.epoch = epoch
+        self._start = self._consumed = batches

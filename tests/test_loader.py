@@ -1,0 +1,313 @@
+"""The streaming shard loader: samples, mask levels, ranks, determinism, exact resume, source weights.
+
+``write_shard_set`` builds a tiny hermetic shard folder (random images, blob masks, 3 parts with
+row groups of 4, a manifest with the right hashes); ``test_verify_preview`` uses it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from imprint.augment.mask_levels import MaskLevelConfig
+from imprint.masks import encode_mask_png, mask_bbox
+from imprint.shards.loader import (
+    LoaderConfig,
+    ManifestError,
+    ShardLoader,
+    ShardStream,
+    read_manifest,
+    replay_round_robin,
+)
+from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
+
+SOURCES = ("ytvos", "vipseg")
+OBJ, TGT = 32, 64  # stored sizes of the tiny set
+
+
+def _encode(arr: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def _blob(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random filled ellipse, never empty."""
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(0.3, 0.7, 2) * size
+    ry, rx = rng.uniform(0.12, 0.3, 2) * size
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+
+
+def _crop(rng: np.random.Generator) -> dict:
+    return {"x0": int(rng.integers(0, 50)), "y0": int(rng.integers(0, 50)), "side": int(rng.integers(80, 200)),
+            "context": 0.1, "padded": False}
+
+
+def make_row(rng: np.random.Generator, pair_id: str, source: str, stage: int = 2, obj: int = OBJ,
+             tgt: int = TGT, k: int = 0) -> dict:
+    """One shards/1 row with random images (JPEG or PNG) and a blob mask (1-bit or 8-bit PNG)."""
+    fine = _blob(rng, tgt)
+    x0, y0, x1, y1 = mask_bbox(fine)
+    img_fmt = "JPEG" if k % 2 == 0 else "PNG"
+    mask_png = encode_mask_png(fine) if k % 3 else _encode(fine.astype(np.uint8) * 255, "PNG")
+    affine = color = None
+    if stage == 2:
+        affine = {"angle": float(rng.uniform(-10, 10)), "scale": 1.0, "shear_x": 0.0, "shear_y": 0.0,
+                  "tx": 0.0, "ty": 0.0, "flip": bool(rng.integers(2))}
+        color = {"brightness": 0.1, "exposure": 0.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0,
+                 "warmth": 0.0, "tint": 0.0, "gamma": 1.0, "cube": None}
+    return {
+        "pair_id": pair_id, "stage": stage, "source": source, "group_id": f"g{k // 4}", "instance_id": "1",
+        "src_frame": k, "tgt_frame": k + 3,
+        "object": {"bytes": _encode(rng.integers(0, 256, (obj, obj, 3), dtype=np.uint8), img_fmt), "path": None},
+        "target": {"bytes": _encode(rng.integers(0, 256, (tgt, tgt, 3), dtype=np.uint8), img_fmt), "path": None},
+        "mask": {"bytes": mask_png, "path": None},
+        "bbox": [x0, y0, x1, y1],
+        "aug": {"affine": affine, "color": color, "object_crop": _crop(rng), "target_crop": _crop(rng),
+                "fill": [255, 255, 255]},
+        "seed": int(rng.integers(0, 2**62)), "category": "cat" if k % 2 else None,
+    }
+
+
+def write_manifest(shard_dir: Path, stage: int = 2) -> dict:
+    """(Re)write ``manifest.json`` for the ``part-*.parquet`` files in ``shard_dir`` as they are."""
+    shards, total = [], {}
+    for path in sorted(shard_dir.glob("part-*.parquet")):
+        sources = pq.read_table(path, columns=["source"]).column("source").to_pylist()
+        counts = {s: sources.count(s) for s in sorted(set(sources))}
+        for s, c in counts.items():
+            total[s] = total.get(s, 0) + c
+        shards.append({"file": path.name, "rows": len(sources), "bytes": path.stat().st_size,
+                       "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "sources": counts})
+    manifest = {"schema": SHARDS_SCHEMA_VERSION, "version": "0.1.0", "stage": stage, "config": {},
+                "sources": dict(sorted(total.items())), "rows": sum(s["rows"] for s in shards), "shards": shards}
+    (shard_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def write_shard_set(shard_dir: Path, sizes: tuple[int, ...] = (10, 9, 7), seed: int = 0, stage: int = 2,
+                    obj: int = OBJ, tgt: int = TGT) -> dict:
+    """A tiny shard folder: ``len(sizes)`` parts (row groups of 4), sources alternating; returns the manifest."""
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    k = 0
+    for part, n in enumerate(sizes):
+        rows = []
+        for _ in range(n):
+            rows.append(make_row(rng, f"s{stage}-{k:04d}", SOURCES[k % len(SOURCES)], stage, obj, tgt, k))
+            k += 1
+        table = pa.Table.from_pylist(rows, schema=SHARD_SCHEMA)
+        pq.write_table(table, shard_dir / f"part-{part:05d}.parquet", row_group_size=4)
+    return write_manifest(shard_dir, stage)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shards") / "stage2"
+    write_shard_set(root)
+    return root
+
+
+def small_cfg(**kw) -> LoaderConfig:
+    base = {"batch_size": 3, "object_size": OBJ, "target_size": TGT, "latent_factor": 8, "shuffle_buffer": 5,
+            "seed": 7}
+    return LoaderConfig(**{**base, **kw})
+
+
+def epoch_batches(loader: ShardLoader) -> list[dict]:
+    return list(loader)
+
+
+def flat_ids(batches: list[dict]) -> list[str]:
+    return [pid for b in batches for pid in b["pair_id"]]
+
+
+def assert_same_batches(a: list[dict], b: list[dict]) -> None:
+    assert flat_ids(a) == flat_ids(b)
+    for x, y in zip(a, b):
+        for key in ("object", "target", "mask", "mask_latent", "level"):
+            assert torch.equal(x[key], y[key]), key
+
+
+# --- config and manifest --------------------------------------------------------------------------------
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="latent_factor"):
+        LoaderConfig(target_size=100, latent_factor=8)
+    with pytest.raises(ValueError, match="batch_size"):
+        LoaderConfig(batch_size=0)
+    with pytest.raises(ValueError, match="source_weights"):
+        LoaderConfig(source_weights={"ytvos": -1})
+    cfg = LoaderConfig(levels={"probs": (1, 0, 0, 0)}, source_weights={"ytvos": 2})
+    assert cfg.levels == MaskLevelConfig(probs=(1.0, 0.0, 0.0, 0.0))
+    assert cfg.source_weights == {"ytvos": 2.0}
+
+
+def test_read_manifest_errors(tmp_path: Path, shards: Path) -> None:
+    with pytest.raises(ManifestError, match="has no manifest.json; build it with `imprint pairs`"):
+        read_manifest(tmp_path)
+    (tmp_path / "stage2").mkdir()
+    (tmp_path / "stage2" / "manifest.json").write_text(json.dumps({"schema": "shards/0", "shards": []}))
+    with pytest.raises(ManifestError, match="pass one of them"):
+        read_manifest(tmp_path)
+    with pytest.raises(ManifestError, match="schema 'shards/0'"):
+        read_manifest(tmp_path / "stage2")
+    assert read_manifest(shards)["rows"] == 26
+
+
+# --- samples --------------------------------------------------------------------------------------------
+
+
+def test_sample_shapes_ranges_dtypes(shards: Path) -> None:
+    cfg = small_cfg(target_size=48, object_size=40, latent_factor=8)  # stored 64/32: both resize paths
+    batches = epoch_batches(ShardLoader(shards, cfg))
+    assert len(batches) == 26 // 3
+    b = batches[0]
+    assert b["object"].shape == (3, 3, 40, 40) and b["object"].dtype == torch.float32
+    assert b["target"].shape == (3, 3, 48, 48) and b["target"].dtype == torch.float32
+    assert b["mask"].shape == (3, 1, 48, 48) and b["mask_latent"].shape == (3, 1, 6, 6)
+    assert b["level"].dtype == torch.int64 and b["level"].shape == (3,)
+    assert isinstance(b["pair_id"], list) and isinstance(b["source"], list) and b["source"][0] in SOURCES
+    for batch in batches:
+        assert 0 <= batch["object"].min() and batch["object"].max() <= 1
+        assert -1 <= batch["target"].min() and batch["target"].max() <= 1
+        assert set(batch["mask"].unique().tolist()) <= {0.0, 1.0}
+        assert batch["mask"].sum() > 0
+
+
+def test_mask_latent_is_maxpool_of_mask(shards: Path) -> None:
+    for sample in ShardStream(shards, small_cfg()):
+        pooled = torch.nn.functional.max_pool2d(sample["mask"][None], 8)[0]
+        assert torch.equal(sample["mask_latent"], pooled)
+
+
+def test_samples_match_stored_rows(shards: Path) -> None:
+    """Level 3 is the stored mask; level 0 its box; target values are the stored pixels scaled to [-1, 1]."""
+    rows = {r["pair_id"]: r for r in pq.read_table(shards / "part-00001.parquet").to_pylist()}
+    for probs, level in (((0, 0, 0, 1), 3), ((1, 0, 0, 0), 0)):
+        for s in ShardStream(shards, small_cfg(levels=MaskLevelConfig(probs=probs))):
+            if s["pair_id"] not in rows:
+                continue
+            row = rows[s["pair_id"]]
+            fine = np.asarray(Image.open(io.BytesIO(row["mask"]["bytes"])).convert("L")) > 127
+            want = fine if level == 3 else np.zeros_like(fine)
+            if level == 0:
+                x0, y0, x1, y1 = row["bbox"]
+                want[y0:y1, x0:x1] = True
+            assert int(s["level"]) == level
+            assert np.array_equal(s["mask"][0].numpy().astype(bool), want)
+            tgt = np.array(Image.open(io.BytesIO(row["target"]["bytes"])).convert("RGB"))
+            want_t = torch.from_numpy(tgt).permute(2, 0, 1).float() / 127.5 - 1
+            assert torch.allclose(s["target"], want_t, atol=1 / 127.5 + 1e-6)  # decoders may differ by 1
+
+
+def test_levels_follow_probs(shards: Path) -> None:
+    stream = ShardStream(shards, small_cfg(levels=MaskLevelConfig(probs=(0.5, 0.0, 0.2, 0.3))))
+    levels = []
+    for epoch in range(8):
+        stream.set_epoch(epoch)
+        levels += [int(s["level"]) for s in stream]
+    counts = np.bincount(levels, minlength=4) / len(levels)
+    assert len(levels) == 8 * 26 and counts[1] == 0
+    assert abs(counts[0] - 0.5) < 0.12 and abs(counts[2] - 0.2) < 0.1 and abs(counts[3] - 0.3) < 0.1
+
+
+# --- ranks, determinism, weights ------------------------------------------------------------------------
+
+
+def test_ranks_get_disjoint_shards(shards: Path) -> None:
+    all_ids = {f"s2-{k:04d}" for k in range(26)}
+    seen: list[set[str]] = []
+    for rank in range(2):
+        stream = ShardStream(shards, small_cfg(), rank=rank, world_size=2)
+        seen.append({s["pair_id"] for s in stream})
+    assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == all_ids
+    with pytest.raises(ValueError, match="rank 3 of 4 gets no shard"):
+        ShardStream(shards, small_cfg(), rank=3, world_size=4)
+
+
+def test_deterministic_and_epochs_differ(shards: Path) -> None:
+    a, b = ShardLoader(shards, small_cfg()), ShardLoader(shards, small_cfg())
+    first = epoch_batches(a)
+    assert_same_batches(first, epoch_batches(b))
+    a.set_epoch(1)
+    second = epoch_batches(a)
+    assert flat_ids(second) != flat_ids(first) and sorted(flat_ids(second)) != []
+    other = epoch_batches(ShardLoader(shards, small_cfg(seed=8)))
+    assert flat_ids(other) != flat_ids(first)
+    assert len(a) == len(first) == len(second)
+
+
+def test_source_weight_zero_drops_source(shards: Path) -> None:
+    cfg = small_cfg(source_weights={"vipseg": 0.0, "ytvos": 1.0}, drop_last=False)
+    ids = flat_ids(epoch_batches(ShardLoader(shards, cfg)))
+    sources = [s for b in epoch_batches(ShardLoader(shards, cfg)) for s in b["source"]]
+    assert set(sources) == {"ytvos"} and len(ids) == 13
+    with pytest.raises(ValueError, match="leave out every source"):
+        ShardStream(shards, small_cfg(source_weights={"vipseg": 0.0, "ytvos": 0.0}))
+
+
+# --- resume ---------------------------------------------------------------------------------------------
+
+
+def test_replay_round_robin() -> None:
+    assert replay_round_robin([2, 1], 3) == ([2, 1], 1)
+    assert replay_round_robin([1, 3, 2], 4) == ([1, 2, 1], 2)  # w0 exhausted after round 0
+    assert replay_round_robin([1, 3, 2], 5) == ([1, 2, 2], 0)
+    assert replay_round_robin([0, 2], 1) == ([0, 1], 0)
+    assert replay_round_robin([1, 1], 9) == ([1, 1], 0)
+
+
+@pytest.mark.parametrize("workers,weights,k", [(0, None, 3), (0, {"ytvos": 0.7}, 10), (2, None, 3),
+                                               (2, {"vipseg": 0.5}, 2)])
+def test_exact_resume(shards: Path, workers: int, weights: dict | None, k: int,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = small_cfg(num_workers=workers, batch_size=2, source_weights=weights)
+    full_loader = ShardLoader(shards, cfg)
+    full_loader.set_epoch(1)
+    full = epoch_batches(full_loader)
+    if weights is None:
+        assert len(full) == len(full_loader)
+
+    first = ShardLoader(shards, cfg)
+    first.set_epoch(1)
+    head = []
+    for batch in first:
+        head.append(batch)
+        if len(head) == k:
+            break
+    state = first.state_dict()
+    assert state["epoch"] == 1 and state["batches"] == k
+
+    resumed = ShardLoader(shards, cfg)
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    resumed.set_epoch(1)  # a trainer re-selecting the same epoch keeps the loaded position
+    made = []
+    make_sample = ShardStream.make_sample
+    monkeypatch.setattr(ShardStream, "make_sample", lambda self, row, epoch: made.append(1) or make_sample(
+        self, row, epoch))
+    tail = epoch_batches(resumed)
+    assert_same_batches(head + tail, full)
+    if workers == 0:  # skipped samples are not decoded
+        assert len(made) == sum(len(b["pair_id"]) for b in tail)
+    assert resumed.state_dict()["batches"] == len(full)
+    assert len(epoch_batches(resumed)) == len(full)  # the next iteration is a whole epoch again
+
+
+def test_resume_state_checks_layout(shards: Path) -> None:
+    loader = ShardLoader(shards, small_cfg())
+    with pytest.raises(ValueError, match="num_workers=2 \\(now 0\\)"):
+        loader.load_state_dict({"epoch": 0, "batches": 2, "num_workers": 2})
+    loader.load_state_dict({"epoch": 0, "batches": 8})  # a bare (epoch, batches) state loads
+    assert epoch_batches(loader) == []  # the epoch had 8 batches: nothing left
