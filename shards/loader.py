@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -464,6 +465,14 @@ class ShardStream(IterableDataset):
 # --- the loader ---------------------------------------------------------------------------------------
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers come from a fork server, never forked from the trainer itself: a process that has used
+    OpenCV's (or OpenMP's) thread pool deadlocks in a forked child on its first parallel call."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["imprint.shards.loader"])  # workers start with torch and cv2 imported
+    return ctx
+
+
 def _worker_init(_worker_id: int) -> None:
     """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
     import cv2
@@ -537,7 +546,8 @@ class ShardLoader:
         self._consumed = start
         loader = DataLoader(self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                             drop_last=cfg.drop_last, generator=torch.Generator().manual_seed(cfg.seed),
-                            worker_init_fn=_worker_init if cfg.num_workers else None)
+                            worker_init_fn=_worker_init if cfg.num_workers else None,
+                            multiprocessing_context=_worker_context() if cfg.num_workers else None)
         try:
             for batch in loader:
                 self._consumed += 1
