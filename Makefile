@@ -12,6 +12,7 @@ STAMP    := $(VENV)/.installed-$(TORCH)
 DATA     ?= data
 SOURCE   ?= sample
 ROOT     ?=
+RECIPE   ?=
 EXECUTOR ?= ray
 WORKERS  ?=
 LIMIT    ?=
@@ -40,21 +41,30 @@ $(STAMP): pyproject.toml constraints/torch-$(TORCH).txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+DEMO_RECIPE := configs/data/sample.yaml
+
 demo: install ## install, then run the whole flow on the embedded sample data (tiny models)
-	$(IMPRINT) ingest sample --out $(DATA)/demo --executor $(EXECUTOR)
+	$(IMPRINT) ingest --recipe $(DEMO_RECIPE) --out $(DATA)/demo --executor $(EXECUTOR)
+	$(IMPRINT) pairs --recipe $(DEMO_RECIPE) --records $(DATA)/demo/records --out $(DATA)/demo/shards \
+		--executor $(EXECUTOR)
+	$(IMPRINT) verify $(DATA)/demo/shards
+	$(IMPRINT) preview $(DATA)/demo/shards --n 24 --out $(DATA)/demo/preview.html
 	@echo
-	@echo "demo: records in $(DATA)/demo/records/*/ (report.json beside each source's parts)."
-	@echo "demo: pairs, training and evaluation join the demo as their issues land (#3, #5, #6)."
+	@echo "demo: records in $(DATA)/demo/records/, shards in $(DATA)/demo/shards/stage{1,2}/ (manifest.json,"
+	@echo "demo: README.md, report.json), a contact sheet in $(DATA)/demo/preview.html."
+	@echo "demo: training and evaluation join the demo as their issues land (#5, #6)."
 
 test: install ## install, then run the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-ingest: install ## ingest SOURCE (ytvos|vipseg|ppr10k|mvimgnet|sample) from ROOT into DATA/records
-	$(IMPRINT) ingest $(SOURCE) $(if $(ROOT),--root $(ROOT)) --out $(DATA) --executor $(EXECUTOR) \
-		$(if $(WORKERS),--workers $(WORKERS)) $(if $(LIMIT),--limit $(LIMIT))
+ingest: install ## ingest RECIPE's sources, or SOURCE (ytvos|vipseg|ppr10k|mvimgnet|sample) from ROOT, into DATA/records
+	$(IMPRINT) ingest $(if $(RECIPE),--recipe $(RECIPE),$(SOURCE) $(if $(ROOT),--root $(ROOT))) --out $(DATA) \
+		--executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) $(if $(LIMIT),--limit $(LIMIT))
 
-pairs: install ## build stage-1 and stage-2 pair shards (comes with issue #3)
-	$(IMPRINT) pairs
+pairs: install ## build stage-1 and stage-2 shards from DATA/records into DATA/shards (RECIPE optional), then verify
+	$(IMPRINT) pairs $(if $(RECIPE),--recipe $(RECIPE)) --records $(DATA)/records --out $(DATA)/shards \
+		--executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
+	$(IMPRINT) verify $(DATA)/shards
 
 train-stage1: install ## train stage 1, the identity encoder (comes with issue #5)
 	$(IMPRINT) train

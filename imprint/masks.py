@@ -70,7 +70,9 @@ def decode_mask_png(data: bytes) -> np.ndarray:
         arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 0]
-    return arr.astype(bool)
+    if arr.dtype == bool:  # PIL gives mode "1" as bools stored as 0/255 bytes: make them canonical
+        arr = arr.view(np.uint8)
+    return arr != 0
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -10,9 +10,7 @@ killed job finishes without duplicating a row.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from imprint import __version__
 from imprint.archive import extract_archive, is_archive, archive_stem
 from imprint.config import config_dict, fingerprint
 from imprint.executor import Executor
+from imprint.parts import JobConflict, is_done, marker_path, prepare_out_dir, read_marker, write_json_atomic
 from imprint.ingest.base import Group, process_group
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.sources import get_source
@@ -32,7 +31,6 @@ from imprint.records import RECORDS_SCHEMA, records_to_table
 from imprint.stats import Stats
 
 ROW_GROUP_SIZE = 256
-MARKER_DIR = "_parts"
 
 
 class IngestError(RuntimeError):
@@ -56,12 +54,6 @@ class PartTask:
         return fingerprint(self.source, config_dict(self.cfg), groups)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False, default=str))
-    os.replace(tmp, path)
-
-
 def run_part(task: PartTask) -> dict[str, Any]:
     """Process one part's groups and write its Parquet file and marker. Returns the marker."""
     t0 = time.perf_counter()
@@ -79,23 +71,12 @@ def run_part(task: PartTask) -> dict[str, Any]:
               "groups": [g.group_id for g in task.groups],
               "frames": sum(len(g.frames) for g in task.groups),
               "stats": stats.to_dict(), "seconds": round(time.perf_counter() - t0, 4)}
-    write_json_atomic(marker_path(task), marker)
+    write_json_atomic(marker_path(out, task.name), marker)
     return marker
 
 
-def marker_path(task: PartTask) -> Path:
-    """The part's marker, in ``_parts/`` so that readers of ``*.parquet`` never see it."""
-    return Path(task.out_dir) / MARKER_DIR / f"{task.name}.json"
-
-
 def _is_done(task: PartTask) -> bool:
-    marker = marker_path(task)
-    if not marker.is_file() or not (Path(task.out_dir) / f"{task.name}.parquet").is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()).get("fingerprint") == task.fingerprint()
-    except (OSError, json.JSONDecodeError):
-        return False
+    return is_done(Path(task.out_dir), task.name, task.fingerprint())
 
 
 def prepare_root(root: Path, raw_dir: Path) -> tuple[Path, dict | None]:
@@ -116,23 +97,6 @@ def make_tasks(source: str, groups: list[Group], cfg: IngestConfig, out_dir: Pat
     return [PartTask(source, i // n, tuple(groups[i:i + n]), cfg, str(out_dir)) for i in range(0, len(groups), n)]
 
 
-def _check_job(out_dir: Path, source: str, cfg: IngestConfig, overwrite: bool) -> None:
-    """Refuse to mix parts made with another config into one records folder."""
-    job_file = out_dir / "_job.json"
-    job = {"source": source, "config_fingerprint": fingerprint(config_dict(cfg))}
-    if job_file.is_file() and not overwrite:
-        saved = json.loads(job_file.read_text())
-        if saved != job:
-            raise IngestError(f"{out_dir} holds records made with another config or source; "
-                              f"pass --overwrite to rebuild it, or choose another --out")
-    if overwrite and out_dir.exists():
-        shutil.rmtree(out_dir)
-    (out_dir / MARKER_DIR).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(job_file, job)
-    for stale in [*out_dir.glob("*.tmp"), *(out_dir / MARKER_DIR).glob("*.tmp")]:
-        stale.unlink()
-
-
 def run_ingest(source_name: str, root: Path, out: Path, cfg: IngestConfig, executor: Executor, *,
                limit: int | None = None, overwrite: bool = False, log=None) -> dict[str, Any]:
     """Ingest one source into ``out/records/<source>/``; returns the report (also written as report.json)."""
@@ -147,7 +111,11 @@ def run_ingest(source_name: str, root: Path, out: Path, cfg: IngestConfig, execu
     if limit is not None:
         groups = groups[:limit]
     out_dir = out / "records" / source_name
-    _check_job(out_dir, source_name, cfg, overwrite)
+    try:
+        prepare_out_dir(out_dir, {"source": source_name, "config_fingerprint": fingerprint(config_dict(cfg))},
+                        overwrite)
+    except JobConflict as exc:
+        raise IngestError(str(exc)) from None
     tasks = make_tasks(source_name, groups, cfg, out_dir)
     todo = [t for t in tasks if not _is_done(t)]
     log(f"[ingest {source_name}] {len(groups)} groups in {len(tasks)} parts; "
@@ -182,10 +150,9 @@ def build_report(source: str, root: Path, root_dir: Path, out_dir: Path, tasks: 
     parts = []
     frames = 0
     for task in tasks:
-        marker = marker_path(task)
-        if task.name in failed or not marker.is_file():
+        m = read_marker(out_dir, task.name)
+        if task.name in failed or m is None:
             continue
-        m = json.loads(marker.read_text())
         stats.merge(Stats.from_dict(m["stats"]))
         frames += m["frames"]
         parts.append({"part": m["part"], "rows": m["rows"], "groups": len(m["groups"])})

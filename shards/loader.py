@@ -195,7 +195,8 @@ def decode_mask(data: bytes, size: int) -> np.ndarray:
 
     with Image.open(BytesIO(data)) as img:
         if img.mode == "1":
-            mask = np.asarray(img, dtype=bool)
+            # PIL hands mode "1" out as bools stored as 0/255 bytes: make them canonical 0/1
+            mask = np.asarray(img).view(np.uint8) != 0
         else:
             mask = np.asarray(img.convert("L")) > 127
     if mask.shape != (size, size):
@@ -210,13 +211,22 @@ def latent_mask(mask: np.ndarray, factor: int) -> np.ndarray:
     return rows.reshape(h // factor, w // factor, factor).any(axis=2)
 
 
-def _chw_float(arr: np.ndarray, scale: float, shift: float) -> torch.Tensor:
-    """``HxWxC`` uint8 -> contiguous ``CxHxW`` float32 ``arr * scale + shift``."""
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32)
-    t.mul_(scale)
-    if shift:
-        t.add_(shift)
-    return t
+def prepare_batch(batch: dict[str, Any], device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """A loader batch as model inputs, converted on ``device`` (4x less to move than floats).
+
+    Images arrive as ``B x H x W x 3`` uint8 (as decoded) and leave as ``B x 3 x H x W``: ``object`` in
+    [0, 1] (the image encoder normalises it further), ``target`` in [-1, 1] (the VAE's range);
+    ``mask`` and ``mask_latent`` become 0/1 floats; the other keys pass through.
+    """
+    out = dict(batch)
+    obj = batch["object"].to(device=device, non_blocking=True).permute(0, 3, 1, 2)
+    tgt = batch["target"].to(device=device, non_blocking=True).permute(0, 3, 1, 2)
+    out["object"] = obj.to(dtype, memory_format=torch.contiguous_format).div_(255.0)
+    out["target"] = tgt.to(dtype, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
+    out["mask"] = batch["mask"].to(device=device, non_blocking=True).to(dtype)
+    out["mask_latent"] = batch["mask_latent"].to(device=device, non_blocking=True).to(dtype)
+    return out
 
 
 def sample_rng(seed: int, epoch: int, row_seed: int, pair_id: str) -> np.random.Generator:
@@ -438,11 +448,13 @@ class ShardStream(IterableDataset):
         obj = decode_rgb(row["object"], cfg.object_size)
         target = decode_rgb(row["target"], cfg.target_size)
         mask = mask_level(decode_mask(row["mask"], cfg.target_size), level, cfg.levels)
+        # uint8 HWC, as decoded, all the way to the trainer (prepare_batch converts on the device):
+        # no copy per sample, and 4x less to collate and send between processes than float32
         return {
-            "object": _chw_float(obj, 1.0 / 255.0, 0.0),
-            "target": _chw_float(target, 2.0 / 255.0, -1.0),
-            "mask": torch.from_numpy(mask[None].astype(np.float32)),
-            "mask_latent": torch.from_numpy(latent_mask(mask, cfg.latent_factor)[None].astype(np.float32)),
+            "object": torch.from_numpy(obj),
+            "target": torch.from_numpy(target),
+            "mask": torch.from_numpy(mask[None].view(np.uint8)),
+            "mask_latent": torch.from_numpy(np.ascontiguousarray(latent_mask(mask, cfg.latent_factor)[None]).view(np.uint8)),
             "level": torch.tensor(level, dtype=torch.int64),
             "pair_id": row["pair_id"],
             "source": row["source"],
