@@ -14,7 +14,6 @@ from pathlib import Path
 from imprint import __version__
 
 COMING = {
-    "train": ("#5", "train stage 1 (encoder) or stage 2 (compositing generator)"),
     "composite": ("#6", "composite an object into a background with a trained model"),
     "eval": ("#6", "score a model (identity, realism, background, shape) into a report"),
 }
@@ -174,6 +173,54 @@ def _run_pairs(args: argparse.Namespace) -> int:
     return status
 
 
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train stage 1 (identity encoder) or stage 2 (compositing generator) from shards",
+        description="Train IMPRINT's stage 1 (DINOv2 + adapter + the UNet's decoder blocks on view pairs; "
+                    "exports RUN/encoder/) or stage 2 (adapter + the whole inpainting UNet on compositing pairs, "
+                    "Sequential Collaborative Training; exports RUN/final/). Checkpoints in RUN/checkpoints/ "
+                    "resume exactly with --resume latest. Multi-GPU: accelerate launch -m imprint.cli train ...",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--stage", type=int, choices=(1, 2), required=True, help="which stage")
+    p.add_argument("--config", required=True,
+                   help="a named config (stage1-tiny, stage2-tiny, stage1-sd21, stage2-sd21; configs/train/) "
+                        "or a YAML file")
+    p.add_argument("--shards", type=Path, required=True, help="DATA/shards/stageN (from imprint pairs)")
+    p.add_argument("--out", type=Path, required=True, help="the run folder")
+    p.add_argument("--encoder", type=Path, default=None,
+                   help="stage 2: the stage-1 encoder export (RUN1/encoder); default: a fresh DINOv2 + adapter")
+    p.add_argument("--resume", default=None, help="'latest' or a RUN/checkpoints/checkpoint-N folder")
+    p.add_argument("--val-shards", type=Path, default=None,
+                   help="held-out shards for the validation grids (default: DATA/shards/stageN-holdout if it "
+                        "exists, else the first pairs of --shards)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override config keys, e.g. max_steps=2 batch_size=4 sct.n_epochs=2")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from imprint.config import ConfigError, load_config
+    from imprint.train.checkpoint import ResumeError
+    from imprint.train.config import TrainConfig, resolve_config_path
+    from imprint.train.loop import TrainError, train
+
+    try:
+        cfg = load_config(TrainConfig, resolve_config_path(args.config), [f"stage={args.stage}", *args.overrides])
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"imprint train: {exc}", file=sys.stderr)
+        return 2
+    val = args.val_shards
+    if val is None:
+        holdout = args.shards.parent / f"{args.shards.name}-holdout"
+        val = holdout if (holdout / "manifest.json").is_file() else None
+    try:
+        train(cfg, args.shards, args.out, encoder_path=args.encoder, resume=args.resume, val_shards=val)
+    except (TrainError, ResumeError) as exc:
+        print(f"imprint train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 DELEGATED = {
     "verify": ("imprint.shards.verify", "check every shard against its manifest (hashes, rows, schema, images)"),
     "preview": ("imprint.shards.preview", "write an HTML contact sheet of shard samples"),
@@ -220,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _ingest_parser(sub)
     _pairs_parser(sub)
+    _train_parser(sub)
     for name, (_module, text) in DELEGATED.items():
         _delegated_parser(sub, name, text)
     for name, (issue, text) in COMING.items():

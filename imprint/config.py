@@ -60,8 +60,11 @@ def build_config(cls: type[C], values: dict[str, Any], where: str = "") -> C:
             value = build_config(hint, value, f"{where}{key}.")
         elif isinstance(value, list):
             value = tuple(value)
-        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        elif hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:  # YAML 1.1 reads 4e-5 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}{key} must be a number, got {value!r}") from None
         elif hint is str and value is not None and not isinstance(value, str):
             value = str(value)
         kwargs[key] = value

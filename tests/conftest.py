@@ -57,3 +57,18 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory, sample_roots: dict[str
         cfg = IngestConfig(split="all" if source == "vipseg" else "train")
         run_ingest(source, root, data, cfg, LocalExecutor(), log=lambda _m: None)
     return data
+
+
+@pytest.fixture(scope="session")
+def sample_shards(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Path:
+    """DATA/shards with stage1/ and stage2/ at the tiny models' sizes (read-only for tests)."""
+    from imprint.executor import LocalExecutor
+    from imprint.pairing.config import PairsConfig
+    from imprint.pairing.job import run_pairs
+
+    out = tmp_path_factory.mktemp("shards")
+    cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=16, row_group_rows=8, pairs_per_instance=3)
+    run_pairs(sample_data / "records", out / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor(), log=lambda _m: None)
+    run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor(),
+              log=lambda _m: None)
+    return out

@@ -1,0 +1,165 @@
+"""Model parts: the image encoder (DINOv2 + content adapter) and the diffusers components.
+
+Nothing here re-implements DINOv2 or the UNet: they are ``transformers`` / ``diffusers`` modules,
+loaded by hub id or local folder (``from_pretrained``) or built at random from a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imprint.train.config import AdapterConfig, TrainConfig
+
+ENCODER_TYPE = "imprint-image-encoder"
+COMPOSITOR_TYPE = "imprint-compositor"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is not what the caller needs; the message says which one to pass."""
+
+
+class ContentAdapter(nn.Module):
+    """ObjectStitch's content adapter: all image tokens through a small transformer, LayerNorm, Linear
+    to the UNet's cross-attention width."""
+
+    def __init__(self, in_dim: int, out_dim: int, cfg: AdapterConfig) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, cfg.width)
+        layer = nn.TransformerEncoderLayer(cfg.width, cfg.heads, int(cfg.width * cfg.mlp_ratio), cfg.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.width)
+        self.proj_out = nn.Linear(cfg.width, out_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj_out(self.norm(self.blocks(self.proj_in(tokens))))
+
+
+class ImageEncoder(nn.Module):
+    """``E_u``: DINOv2 (every token) + content adapter, and the learned null embedding for guidance.
+
+    Takes object images ``B x 3 x S x S`` in [0, 1]; returns ``B x N x cross_attention_dim`` tokens.
+    """
+
+    def __init__(self, dinov2: nn.Module, adapter_cfg: AdapterConfig, out_dim: int, image_size: int) -> None:
+        super().__init__()
+        self.dinov2 = dinov2
+        self.adapter_cfg = adapter_cfg
+        self.image_size = image_size
+        self.adapter = ContentAdapter(dinov2.config.hidden_size, out_dim, adapter_cfg)
+        n_tokens = (image_size // dinov2.config.patch_size) ** 2 + 1
+        self.null_embedding = nn.Parameter(torch.zeros(1, n_tokens, out_dim))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return self.adapter.proj_out.out_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        tokens = self.dinov2(pixel_values=pixels).last_hidden_state
+        return self.adapter(tokens)
+
+    def null(self, batch: int) -> torch.Tensor:
+        return self.null_embedding.expand(batch, -1, -1)
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, out_dim: int) -> "ImageEncoder":
+        """DINOv2 from ``cfg.encoder`` (hub id / folder) or at random from ``cfg.encoder_config``; a new adapter."""
+        from transformers import Dinov2Config, Dinov2Model
+
+        dinov2 = (Dinov2Model.from_pretrained(cfg.encoder) if cfg.encoder
+                  else Dinov2Model(Dinov2Config(**cfg.encoder_config)))
+        return cls(dinov2, cfg.adapter, out_dim, cfg.object_size)
+
+    def save_pretrained(self, folder: str | Path, stage: int) -> Path:
+        """``config.json`` + ``dinov2/`` (a transformers folder) + ``adapter.safetensors``."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.dinov2.save_pretrained(folder / "dinov2")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("dinov2.")}
+        save_file(state, str(folder / "adapter.safetensors"))
+        config = {"type": ENCODER_TYPE, "stage": stage, "image_size": self.image_size, "out_dim": self.out_dim,
+                  "adapter": dataclasses.asdict(self.adapter_cfg),
+                  "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        (folder / "config.json").write_text(json.dumps(config, indent=1))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "ImageEncoder":
+        """Load an encoder exported by stage 1 (or stage 2's ``encoder/``)."""
+        from safetensors.torch import load_file
+        from transformers import Dinov2Model
+
+        folder = Path(folder)
+        config = read_model_config(folder)
+        if config.get("type") != ENCODER_TYPE:
+            raise ModelFolderError(
+                f"{folder} is not an image-encoder export (type {config.get('type')!r}); pass the encoder/ folder "
+                f"that `imprint train --stage 1` wrote into its run folder")
+        encoder = cls(Dinov2Model.from_pretrained(folder / "dinov2"), AdapterConfig(**config["adapter"]),
+                      int(config["out_dim"]), int(config["image_size"]))
+        missing, unexpected = encoder.load_state_dict(load_file(str(folder / "adapter.safetensors")), strict=False)
+        if unexpected or [k for k in missing if not k.startswith("dinov2.")]:
+            raise ModelFolderError(f"{folder}/adapter.safetensors does not match its config.json "
+                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return encoder
+
+
+def read_model_config(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ModelFolderError(f"{folder} has no config.json: pass a folder exported by imprint train")
+    return json.loads(path.read_text())
+
+
+def load_components(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, Any]:
+    """(UNet, VAE, noise scheduler) from ``cfg.pretrained`` (hub id or folder) or at random from configs."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    if cfg.pretrained:
+        unet = UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(cfg.pretrained, subfolder="vae")
+        scheduler = DDPMScheduler.from_pretrained(cfg.pretrained, subfolder="scheduler")
+    else:
+        unet = UNet2DConditionModel(**cfg.unet)
+        vae = AutoencoderKL(**cfg.vae)
+        scheduler = DDPMScheduler(**cfg.scheduler)
+    if cfg.stage == 2:
+        if cfg.inpainting:
+            unet = UNet2DConditionModel.from_pretrained(cfg.inpainting, subfolder="unet")
+        unet = inpainting_unet(unet)
+    return unet, vae, scheduler
+
+
+def inpainting_unet(unet: nn.Module, in_channels: int = 9) -> nn.Module:
+    """The UNet with ``in_channels`` inputs (noisy latent, mask, masked-background latent): the new
+    input channels' weights start at zero, so the model starts as the text-to-image one."""
+    old = unet.conv_in
+    if old.in_channels == in_channels:
+        return unet
+    if old.in_channels > in_channels:
+        raise ValueError(f"the UNet already has {old.in_channels} input channels, more than {in_channels}")
+    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=in_channels)
+    return unet
+
+
+def latent_factor(vae: nn.Module) -> int:
+    return 2 ** (len(vae.config.block_out_channels) - 1)

@@ -1,0 +1,72 @@
+"""Validation during training: fixed, seeded examples rendered to an image grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from imprint.shards.loader import decode_mask, decode_rgb
+from imprint.train.sampling import decode_latents, denoise
+from imprint.train.parts import encode_latents
+
+
+def load_examples(shard_dir: Path, n: int, object_size: int, resolution: int) -> dict[str, torch.Tensor]:
+    """The first ``n`` rows of the sorted shards (fixed across runs), as model inputs (fine masks)."""
+    objects, targets, masks, ids = [], [], [], []
+    for part in sorted(Path(shard_dir).glob("part-*.parquet")):
+        for row in pq.read_table(part, columns=["pair_id", "object", "target", "mask"]).to_pylist():
+            objects.append(decode_rgb(row["object"]["bytes"], object_size))
+            targets.append(decode_rgb(row["target"]["bytes"], resolution))
+            masks.append(decode_mask(row["mask"]["bytes"], resolution))
+            ids.append(row["pair_id"])
+            if len(ids) == n:
+                break
+        if len(ids) == n:
+            break
+    if not ids:
+        raise ValueError(f"{shard_dir} has no rows to validate on")
+    obj = torch.from_numpy(np.stack(objects)).permute(0, 3, 1, 2).float() / 255
+    tgt = torch.from_numpy(np.stack(targets)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
+    return {"object": obj, "target": tgt, "mask": mask, "pair_id": ids}
+
+
+@torch.no_grad()
+def render_validation(stage: int, examples: dict[str, Any], encoder: torch.nn.Module, unet: torch.nn.Module,
+                      vae: torch.nn.Module, scheduler: Any, steps: int, seed: int, guidance: float = 3.0
+                      ) -> np.ndarray:
+    """A grid, one row per example: object | background + mask (stage 2) or target view (stage 1) | output."""
+    device = next(unet.parameters()).device
+    obj = examples["object"].to(device)
+    tgt = examples["target"].to(device)
+    mask = examples["mask"].to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)  # never the training RNG
+    cond = encoder(obj)
+    latent_shape = encode_latents(vae, tgt).shape
+    extra = None
+    if stage == 2:
+        masked = encode_latents(vae, tgt * (1 - mask))
+        extra = torch.cat([torch.nn.functional.interpolate(mask, size=latent_shape[-2:], mode="nearest"), masked], 1)
+    uncond = encoder.null(obj.shape[0]) if stage == 2 else None
+    latents = denoise(unet, scheduler, cond, uncond, tuple(latent_shape), steps, guidance, generator, extra)
+    out = decode_latents(vae, latents)
+    middle = (tgt + 1) / 2
+    if stage == 2:
+        middle = middle * (1 - mask) + mask * torch.tensor([1.0, 0.0, 1.0], device=device).view(1, 3, 1, 1) * 0.6 \
+            + middle * mask * 0.4
+    size = tgt.shape[-1]
+    obj_big = torch.nn.functional.interpolate(obj, size=(size, size), mode="bilinear", align_corners=False)
+    rows = torch.cat([obj_big, middle, out], dim=3)  # B x 3 x H x 3W
+    grid = torch.cat(list(rows), dim=1)  # 3 x BH x 3W
+    return (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def save_grid(grid: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return path
