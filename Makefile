@@ -17,6 +17,10 @@ EXECUTOR ?= ray
 WORKERS  ?=
 LIMIT    ?=
 PYTEST_ARGS ?=
+RUNS     ?= runs
+STAGE1_CONFIG ?= stage1-sd21
+STAGE2_CONFIG ?= stage2-sd21
+TRAIN_ARGS ?=
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -49,10 +53,14 @@ demo: install ## install, then run the whole flow on the embedded sample data (t
 		--executor $(EXECUTOR)
 	$(IMPRINT) verify $(DATA)/demo/shards
 	$(IMPRINT) preview $(DATA)/demo/shards --n 24 --out $(DATA)/demo/preview.html
+	$(MAKE) --no-print-directory train-stage1 train-stage2 DATA=$(DATA)/demo RUNS=$(DATA)/demo/runs \
+		STAGE1_CONFIG=stage1-tiny STAGE2_CONFIG=stage2-tiny TRAIN_ARGS="max_steps=8"
 	@echo
 	@echo "demo: records in $(DATA)/demo/records/, shards in $(DATA)/demo/shards/stage{1,2}/ (manifest.json,"
-	@echo "demo: README.md, report.json), a contact sheet in $(DATA)/demo/preview.html."
-	@echo "demo: training and evaluation join the demo as their issues land (#5, #6)."
+	@echo "demo: README.md, report.json), a contact sheet in $(DATA)/demo/preview.html, runs in $(DATA)/demo/runs/"
+	@echo "demo: (stage1/encoder, stage2/final, validation grids, TensorBoard logs)."
+	@echo "demo: the models are tiny and randomly initialised: they check the wiring, not the quality."
+	@echo "demo: evaluation joins the demo with issue #6."
 
 test: install ## install, then run the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -66,11 +74,14 @@ pairs: install ## build stage-1 and stage-2 shards from DATA/records into DATA/s
 		--executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
 	$(IMPRINT) verify $(DATA)/shards
 
-train-stage1: install ## train stage 1, the identity encoder (comes with issue #5)
-	$(IMPRINT) train
+train-stage1: install ## train stage 1 (STAGE1_CONFIG, default stage1-sd21) on DATA/shards/stage1 into RUNS/stage1
+	$(IMPRINT) train --stage 1 --config $(STAGE1_CONFIG) --shards $(DATA)/shards/stage1 --out $(RUNS)/stage1 \
+		$(if $(wildcard $(RUNS)/stage1/checkpoints/checkpoint-*),--resume latest) $(TRAIN_ARGS)
 
-train-stage2: install ## train stage 2, the compositing generator (comes with issue #5)
-	$(IMPRINT) train
+train-stage2: install ## train stage 2 (STAGE2_CONFIG) on DATA/shards/stage2 with RUNS/stage1/encoder into RUNS/stage2
+	$(IMPRINT) train --stage 2 --config $(STAGE2_CONFIG) --shards $(DATA)/shards/stage2 --out $(RUNS)/stage2 \
+		--encoder $(RUNS)/stage1/encoder $(if $(wildcard $(RUNS)/stage2/checkpoints/checkpoint-*),--resume latest) \
+		$(TRAIN_ARGS)
 
 eval: install ## composite and score a model into a report (comes with issue #6)
 	$(IMPRINT) eval

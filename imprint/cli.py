@@ -121,6 +121,8 @@ def _pairs_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, default=None, help="stage-1 view window (default 7)")
     p.add_argument("--seed", type=int, default=None, help="sampling and augmentation seed (default 0)")
     p.add_argument("--resolution", type=int, default=None, help="target resolution in pixels (default 512)")
+    p.add_argument("--holdout", type=float, default=None,
+                   help="fraction of groups held out (by hash) into OUT/stageN-holdout/ for validation and eval")
     p.add_argument("--config", type=Path, default=None, help="YAML file of pair settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set pairs_per_instance=8 --set affine.rotate=[-10,10]")
@@ -139,7 +141,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     from imprint.recipe import load_recipe
 
     flags = [f"{k}={v}" for k, v in (("window", args.window), ("seed", args.seed),
-                                     ("resolution", args.resolution)) if v is not None]
+                                     ("resolution", args.resolution), ("holdout", args.holdout)) if v is not None]
     try:
         recipe = load_recipe(args.recipe) if args.recipe else None
         cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=recipe.pairs if recipe else None)
@@ -164,12 +166,16 @@ def _run_pairs(args: argparse.Namespace) -> int:
             if not chosen:
                 print(f"imprint pairs: no source feeds stage {stage}; skipped", file=sys.stderr)
                 continue
-            try:
-                run_pairs(args.records, args.out / f"stage{stage}", stage, {n: s[1] for n, s in chosen.items()},
-                          cfg, executor, weights={n: s[2] for n, s in chosen.items()}, overwrite=args.overwrite)
-            except PairsError as exc:
-                print(f"imprint pairs stage {stage}: {exc}", file=sys.stderr)
-                status = 1
+            splits = [("train", f"stage{stage}"), ("holdout", f"stage{stage}-holdout")] if cfg.holdout else \
+                [("all", f"stage{stage}")]
+            for split, folder in splits:
+                try:
+                    run_pairs(args.records, args.out / folder, stage, {n: s[1] for n, s in chosen.items()}, cfg,
+                              executor, weights={n: s[2] for n, s in chosen.items()}, overwrite=args.overwrite,
+                              split=split)
+                except PairsError as exc:
+                    print(f"imprint pairs stage {stage} ({split}): {exc}", file=sys.stderr)
+                    status = 1
     return status
 
 

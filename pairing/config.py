@@ -59,6 +59,7 @@ class PairsConfig:
     shard_bytes: int = 0  # > 0: rows per shard estimated from the first pairs' encoded size
     row_group_rows: int = 32
     augment: bool = True
+    holdout: float = 0.0  # fraction of groups (by hash of source and group) written to stageN-holdout/
     affine: AffineConfig = field(default_factory=AffineConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
 
@@ -81,5 +82,7 @@ class PairsConfig:
             raise ValueError(f"image_format must be one of {IMAGE_FORMATS}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be in 1..100")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError("holdout must be a fraction in [0, 1)")
         if self.shard_rows < 1 or self.row_group_rows < 1 or self.shard_bytes < 0:
             raise ValueError("shard_rows and row_group_rows must be >= 1, shard_bytes >= 0")

@@ -116,20 +116,24 @@ def _rows_per_shard(specs: list[PairSpec], cfg: PairsConfig) -> int:
 
 def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, int], cfg: PairsConfig,
               executor: Executor, *, weights: dict[str, float] | None = None, overwrite: bool = False,
-              log=None) -> dict[str, Any]:
-    """Build the shards of one stage from ``sources`` ({source: pairs per instance}). Returns the report."""
+              split: str = "all", log=None) -> dict[str, Any]:
+    """Build the shards of one stage from ``sources`` ({source: pairs per instance}). Returns the report.
+
+    ``split``: ``all`` pairs, or only the ``train`` / ``holdout`` groups (``cfg.holdout``).
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     records_dir, out_dir = Path(records_dir), Path(out_dir)
     missing = [s for s in sources if not (records_dir / s).is_dir()]
     if missing:
         raise PairsError(f"no records for {', '.join(missing)} under {records_dir}; run `imprint ingest` first")
-    job = {"stage": stage, "sources": dict(sorted(sources.items())), "config": fingerprint(config_dict(cfg))}
+    job = {"stage": stage, "sources": dict(sorted(sources.items())), "config": fingerprint(config_dict(cfg)),
+           "split": split}
     try:
         prepare_out_dir(out_dir, job, overwrite)
     except JobConflict as exc:
         raise PairsError(str(exc)) from None
-    specs = list(plan_pairs(records_dir, sources, stage, cfg))
+    specs = list(plan_pairs(records_dir, sources, stage, cfg, split))
     rows = _rows_per_shard(specs, cfg)
     tasks = [ShardTask(i // rows, tuple(specs[i:i + rows]), cfg, str(out_dir)) for i in range(0, len(specs), rows)]
     todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
@@ -148,7 +152,7 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
             failed[task.name] = outcome.error or ""
             log(f"[pairs stage{stage}] {task.name} FAILED ({n}/{len(todo)}):\n{outcome.error}")
     report, manifest = _finish(out_dir, stage, tasks, cfg, sources, weights, executor.name, failed,
-                               time.perf_counter() - t0)
+                               time.perf_counter() - t0, split)
     log(f"[pairs stage{stage}] {manifest['rows']} pairs in {len(manifest['shards'])} shards; dropped "
         f"{report['dropped']}; manifest: {out_dir / 'manifest.json'}")
     if failed:
@@ -158,7 +162,7 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
 
 
 def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig, sources: dict[str, int],
-            weights: dict[str, float] | None, executor: str, failed: dict[str, str], seconds: float):
+            weights: dict[str, float] | None, executor: str, failed: dict[str, str], seconds: float, split: str):
     stats = Stats()
     shards = []
     counts: dict[str, int] = {}
@@ -170,7 +174,7 @@ def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig,
         shards.append({k: m[k] for k in ("file", "rows", "bytes", "sha256", "sources")})
         for source, n in m["sources"].items():
             counts[source] = counts.get(source, 0) + n
-    resolved = {**config_dict(cfg), "stage": stage, "pairs_per_instance_by_source": dict(sorted(sources.items())),
+    resolved = {**config_dict(cfg), "stage": stage, "split": split, "pairs_per_instance_by_source": dict(sorted(sources.items())),
                 "source_weights": dict(sorted((weights or {s: 1.0 for s in sources}).items()))}
     report = {"stage": stage, "version": __version__, "executor": executor, **stats.to_dict(),
               "failed_shards": [{"shard": k, "error": v} for k, v in sorted(failed.items())],

@@ -87,12 +87,26 @@ def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int) -
                            table["frame_index"][src], table["frame_index"][tgt])
 
 
+def in_holdout(source: str, group_id: str, fraction: float) -> bool:
+    """Whether a group is held out: a hash of (source, group), so the split never depends on the seed
+    or on which other groups exist, and no group is on both sides."""
+    return fraction > 0 and int(stable_hash("holdout", source, group_id)[:8], 16) / 0xFFFFFFFF < fraction
+
+
 def record_parts(records_dir: Path, source: str) -> list[Path]:
     return sorted((Path(records_dir) / source).glob("part-*.parquet"))
 
 
-def plan_pairs(records_dir: Path, sources: dict[str, int], stage: int, cfg: PairsConfig) -> Iterator[PairSpec]:
-    """Every pair of ``stage`` from ``sources`` ({source: pairs per instance}), in a fixed order."""
+def plan_pairs(records_dir: Path, sources: dict[str, int], stage: int, cfg: PairsConfig,
+               split: str = "all") -> Iterator[PairSpec]:
+    """Every pair of ``stage`` from ``sources`` ({source: pairs per instance}), in a fixed order.
+
+    ``split``: ``all``, or ``train`` / ``holdout`` by :func:`in_holdout` with ``cfg.holdout``.
+    """
+    if split not in ("all", "train", "holdout"):
+        raise ValueError(f"split must be all, train or holdout, got {split!r}")
     for source in sorted(sources):
         for part in record_parts(records_dir, source):
-            yield from plan_part(part, source, stage, cfg, sources[source])
+            for spec in plan_part(part, source, stage, cfg, sources[source]):
+                if split == "all" or in_holdout(source, spec.group_id, cfg.holdout) == (split == "holdout"):
+                    yield spec

@@ -223,3 +223,18 @@ def test_cli_with_the_sample_recipe(sample_data, tmp_path):
     assert manifest["config"]["source_weights"]["ppr10k"] == 0.5
     assert manifest["config"]["resolution"] == 128
     assert not (out / "stage1").exists()
+
+
+def test_holdout_splits_by_group_and_never_shares_one(sample_data, tmp_path):
+    out = tmp_path / "shards"
+    assert main(["pairs", "--records", str(sample_data / "records"), "--out", str(out), "--executor", "local",
+                 "--stage", "2", "--holdout", "0.4", "--resolution", "64", "--set", "object_resolution=32"]) == 0
+    train_rows, held = rows_of(out / "stage2"), rows_of(out / "stage2-holdout")
+    assert train_rows and held
+    train_groups = {(r["source"], r["group_id"]) for r in train_rows}
+    held_groups = {(r["source"], r["group_id"]) for r in held}
+    assert not train_groups & held_groups
+    every = tmp_path / "all"
+    build(sample_data, every, 2, {"ytvos": 16, "vipseg": 16, "ppr10k": 16}, resolution=64, object_resolution=32)
+    assert {r["pair_id"] for r in rows_of(every)} == {r["pair_id"] for r in train_rows + held}
+    assert json.loads((out / "stage2-holdout" / "manifest.json").read_text())["config"]["split"] == "holdout"
