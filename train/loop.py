@@ -64,6 +64,25 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class _Timed:
+    """Wraps a loader: the time spent waiting for each batch (the loader's stall)."""
+
+    def __init__(self) -> None:
+        self.wait = 0.0
+
+    def __call__(self, loader):
+        it = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            finally:
+                self.wait += time.perf_counter() - t0
+            yield batch
+
+
 def export(run: Path, cfg: TrainConfig, encoder: ImageEncoder, unet: torch.nn.Module, vae: torch.nn.Module,
            scheduler: Any) -> Path:
     """``final/`` (unet/, encoder/, and for stage 2 vae/ + scheduler/, config.json); stage 1 also ``encoder/``."""
@@ -166,11 +185,12 @@ def train(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | Non
 
     bar = tqdm(total=total, initial=step, desc=f"stage {cfg.stage}", disable=not accelerator.is_main_process)
     unet.train(), encoder.train()
-    t_start, samples, last_loss = time.perf_counter(), 0, float("nan")
+    t_start, samples, last_loss, first_step = time.perf_counter(), 0, float("nan"), step
+    timed = _Timed()
     while step < total:
         loader.set_epoch(epoch)
         lrs = group_lrs(cfg, epoch)
-        for batch in loader:
+        for batch in timed(loader):
             with accelerator.accumulate(unet, encoder):
                 x = prepare_batch(batch, accelerator.device)
                 apply_lrs(optimizer, lrs, warmup_factor(step, cfg.warmup_steps))
@@ -218,13 +238,16 @@ def train(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | Non
             continue
         break
     bar.close()
+    loop_seconds = time.perf_counter() - t_start
     if ema is not None:
         ema.copy_to(base_unet.parameters())
     final = export(run, cfg, base_encoder, base_unet, vae, scheduler) if accelerator.is_main_process else run / "final"
     grid = validate() if accelerator.is_main_process else None
     accelerator.end_training()
     summary = {"stage": cfg.stage, "steps": step, "last_epoch": epoch, "final": str(final), "loss": last_loss,
-               "validation": str(grid) if grid else None, "seconds": round(time.perf_counter() - t_start, 3)}
+               "validation": str(grid) if grid else None, "loop_seconds": round(loop_seconds, 4),
+               "steps_run": step - first_step, "samples": samples, "data_wait_seconds": round(timed.wait, 4),
+               "seconds": round(time.perf_counter() - t_start, 3)}
     (run / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"[train] stage {cfg.stage} done: {step} steps, loss {last_loss:.4f}; final model in {final}")
     return summary
