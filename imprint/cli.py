@@ -14,7 +14,6 @@ from pathlib import Path
 from imprint import __version__
 
 COMING = {
-    "composite": ("#6", "composite an object into a background with a trained model"),
     "eval": ("#6", "score a model (identity, realism, background, shape) into a report"),
 }
 
@@ -230,6 +229,7 @@ def _run_train(args: argparse.Namespace) -> int:
 DELEGATED = {
     "verify": ("imprint.shards.verify", "check every shard against its manifest (hashes, rows, schema, images)"),
     "preview": ("imprint.shards.preview", "write an HTML contact sheet of shard samples"),
+    "composite": ("imprint.eval.composite", "composite an object into a background with a stage-2 model"),
 }
 
 
