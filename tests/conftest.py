@@ -72,3 +72,16 @@ def sample_shards(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -
     run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor(),
               log=lambda _m: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def compositor(tmp_path_factory: pytest.TempPathFactory, sample_shards: Path) -> Path:
+    """A tiny stage-2 export (RUN/final), trained for one step."""
+    from imprint.config import load_config
+    from imprint.train.config import TrainConfig, resolve_config_path
+    from imprint.train.loop import train
+
+    run = tmp_path_factory.mktemp("run2")
+    cfg = load_config(TrainConfig, resolve_config_path("stage2-tiny"), ["max_steps=1", "log_with=none"])
+    train(cfg, sample_shards / "stage2", run, log=lambda _m: None)
+    return run / "final"
