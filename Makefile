@@ -21,6 +21,8 @@ RUNS     ?= runs
 STAGE1_CONFIG ?= stage1-sd21
 STAGE2_CONFIG ?= stage2-sd21
 TRAIN_ARGS ?=
+EVAL_ARGS ?=
+REPORT   ?= reports/eval
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -59,8 +61,10 @@ demo: install ## install, then run the whole flow on the embedded sample data (t
 	@echo "demo: records in $(DATA)/demo/records/, shards in $(DATA)/demo/shards/stage{1,2}/ (manifest.json,"
 	@echo "demo: README.md, report.json), a contact sheet in $(DATA)/demo/preview.html, runs in $(DATA)/demo/runs/"
 	@echo "demo: (stage1/encoder, stage2/final, validation grids, TensorBoard logs)."
+	$(MAKE) --no-print-directory eval DATA=$(DATA)/demo RUNS=$(DATA)/demo/runs REPORT=$(DATA)/demo/report \
+		EVAL_ARGS="--n 4 --steps 10 --dino tiny --clip tiny"
 	@echo "demo: the models are tiny and randomly initialised: they check the wiring, not the quality."
-	@echo "demo: evaluation joins the demo with issue #6."
+	@echo "demo: the report is $(DATA)/demo/report/report.html"
 
 test: install ## install, then run the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -83,8 +87,9 @@ train-stage2: install ## train stage 2 (STAGE2_CONFIG) on DATA/shards/stage2 wit
 		--encoder $(RUNS)/stage1/encoder $(if $(wildcard $(RUNS)/stage2/checkpoints/checkpoint-*),--resume latest) \
 		$(TRAIN_ARGS)
 
-eval: install ## composite and score a model into a report (comes with issue #6)
-	$(IMPRINT) eval
+eval: install ## composite DATA/shards/stage2-holdout with RUNS/stage2/final and score it into REPORT/
+	$(IMPRINT) eval --model $(RUNS)/stage2/final --test $(DATA)/shards/stage2-holdout --out $(REPORT) $(EVAL_ARGS)
+	@echo "eval: open $(REPORT)/report.html (numbers in $(REPORT)/metrics.json)"
 
 bench: install ## run the benchmarks; results in bench/results/*.json
 	$(IMPRINT) bench --out bench/results

@@ -13,9 +13,6 @@ from pathlib import Path
 
 from imprint import __version__
 
-COMING = {
-    "eval": ("#6", "score a model (identity, realism, background, shape) into a report"),
-}
 
 EPILOG = """\
 The flow: ingest -> pairs -> train -> composite/eval. Run `imprint SUBCOMMAND --help` for one stage.
@@ -230,6 +227,7 @@ DELEGATED = {
     "verify": ("imprint.shards.verify", "check every shard against its manifest (hashes, rows, schema, images)"),
     "preview": ("imprint.shards.preview", "write an HTML contact sheet of shard samples"),
     "composite": ("imprint.eval.composite", "composite an object into a background with a stage-2 model"),
+    "eval": ("imprint.eval.run", "score models (identity, realism, background, shape) into a report"),
 }
 
 
@@ -254,17 +252,6 @@ def _run_bench(args: argparse.Namespace) -> int:
     return bench_main(argv)
 
 
-def _coming_parser(sub: argparse._SubParsersAction, name: str, issue: str, text: str) -> None:
-    p = sub.add_parser(name, help=f"{text} (comes with issue {issue})",
-                       description=f"{text}. Not available yet: this command comes with issue {issue}.")
-    p.set_defaults(func=lambda args, _n=name, _i=issue: _coming(_n, _i))
-
-
-def _coming(name: str, issue: str) -> int:
-    print(f"imprint {name}: not available yet; it comes with issue {issue}", file=sys.stderr)
-    return 2
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imprint", description="Build IMPRINT's training data at scale and train its two-stage model.",
@@ -276,8 +263,6 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     for name, (_module, text) in DELEGATED.items():
         _delegated_parser(sub, name, text)
-    for name, (issue, text) in COMING.items():
-        _coming_parser(sub, name, issue, text)
     _bench_parser(sub)
     return parser
 

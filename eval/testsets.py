@@ -1,0 +1,96 @@
+"""Evaluation test sets: held-out shards, or a DreamBooth-style folder of subjects and backgrounds.
+
+Every example gives a reference object (RGB + mask), a background, a fine mask (or only a box), and, when
+there is one, the real image the background comes from (for realism metrics).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from imprint.masks import decode_mask_png
+
+
+@dataclass
+class Example:
+    id: str
+    object_rgb: np.ndarray  # H x W x 3 uint8
+    object_mask: np.ndarray  # H x W bool
+    background: np.ndarray  # H x W x 3 uint8
+    mask: np.ndarray  # H x W bool: the fine mask, or the box when only a box is known
+    real: np.ndarray | None  # the real image (held-out target) or None
+    box_only: bool = False
+
+
+class TestSetError(ValueError):
+    """A test set that cannot be read; the message says which layout is expected."""
+
+
+def _fill_mask(rgb: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
+    """A shard object's mask: the pixels that are not the fill colour (its background was removed)."""
+    return np.abs(rgb.astype(int) - np.asarray(fill)).sum(axis=2) > 12
+
+
+def from_shards(shard_dir: Path, n: int) -> list[Example]:
+    """The first ``n`` pairs of held-out shards: the object as built, the target as background (its object
+    region is what the model regenerates) and as the real image."""
+    manifest = Path(shard_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise TestSetError(f"{shard_dir} has no manifest.json: pass DATA/shards/stage2-holdout (imprint pairs "
+                           f"--holdout) or a DreamBooth-style folder")
+    fill = tuple(json.loads(manifest.read_text())["config"].get("fill", (0, 0, 0)))
+    out: list[Example] = []
+    for part in sorted(Path(shard_dir).glob("part-*.parquet")):
+        for row in pq.read_table(part, columns=["pair_id", "object", "target", "mask"]).to_pylist():
+            obj = np.asarray(Image.open(io.BytesIO(row["object"]["bytes"])).convert("RGB"))
+            target = np.asarray(Image.open(io.BytesIO(row["target"]["bytes"])).convert("RGB"))
+            out.append(Example(row["pair_id"], obj, _fill_mask(obj, fill), target,
+                               decode_mask_png(row["mask"]["bytes"]), target))
+            if len(out) == n:
+                return out
+    if not out:
+        raise TestSetError(f"{shard_dir} holds no pairs")
+    return out
+
+
+def from_dreambooth(folder: Path, n: int) -> list[Example]:
+    """AnyDoor's DreamBooth layout: ``subjects/<name>/*.png`` (RGBA, the first one is used; alpha is the
+    mask) and ``backgrounds/<id>_GT.png`` with ``<id>_mask.png`` (the target box filled white). Each subject
+    is paired with the backgrounds in turn (subject-major), ``n`` composites in all."""
+    folder = Path(folder)
+    subjects = sorted(p for p in (folder / "subjects").iterdir() if p.is_dir()) if (folder / "subjects").is_dir() else []
+    backgrounds = sorted((folder / "backgrounds").glob("*_GT.png")) if (folder / "backgrounds").is_dir() else []
+    if not subjects or not backgrounds:
+        raise TestSetError(f"{folder} is not a DreamBooth-style test set: expected subjects/<name>/*.png (RGBA) and "
+                           f"backgrounds/<id>_GT.png with <id>_mask.png (box filled white)")
+    out: list[Example] = []
+    for subject in subjects:
+        pngs = sorted(subject.glob("*.png"))
+        if not pngs:
+            continue
+        rgba = np.asarray(Image.open(pngs[0]).convert("RGBA"))
+        for bg_path in backgrounds:
+            mask_path = bg_path.with_name(bg_path.name.replace("_GT.png", "_mask.png"))
+            if not mask_path.is_file():
+                raise TestSetError(f"{bg_path} has no {mask_path.name} beside it")
+            bg = np.asarray(Image.open(bg_path).convert("RGB"))
+            box = np.asarray(Image.open(mask_path).convert("RGB"))[..., 0] > 128
+            out.append(Example(f"{subject.name}/{bg_path.stem[:-3]}", rgba[..., :3], rgba[..., 3] > 128, bg, box,
+                               None, box_only=True))
+            if len(out) == n:
+                return out
+    return out
+
+
+def load_test_set(path: Path, n: int) -> list[Example]:
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        return from_shards(path, n)
+    return from_dreambooth(path, n)
