@@ -14,7 +14,7 @@ import numpy as np
 from imprint.augment.mask_levels import MaskLevelConfig, mask_levels
 from imprint.eval import metrics as M
 from imprint.eval.pipeline import CompositeInputError, CompositeOptions, CompositingPipeline
-from imprint.eval.testsets import Example, TestSetError, load_test_set
+from imprint.eval.testsets import Example, EvalSetError, load_test_set
 
 DEFAULT_DINO = "facebook/dinov2-small"
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       if "tiny" in (args.dino, args.clip) else []),
             "models": {name: evaluate_model(name, path, examples, levels, opts, dino, clip, log=log)
                        for name, path in models.items()}}
-    except (TestSetError, CompositeInputError, ValueError) as exc:
+    except (EvalSetError, CompositeInputError, ValueError) as exc:
         print(f"imprint eval: {exc}", file=sys.stderr)
         return 2
     metrics_path, html_path = write_report(args.out, results)

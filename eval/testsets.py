@@ -29,7 +29,7 @@ class Example:
     box_only: bool = False
 
 
-class TestSetError(ValueError):
+class EvalSetError(ValueError):
     """A test set that cannot be read; the message says which layout is expected."""
 
 
@@ -43,7 +43,7 @@ def from_shards(shard_dir: Path, n: int) -> list[Example]:
     region is what the model regenerates) and as the real image."""
     manifest = Path(shard_dir) / "manifest.json"
     if not manifest.is_file():
-        raise TestSetError(f"{shard_dir} has no manifest.json: pass DATA/shards/stage2-holdout (imprint pairs "
+        raise EvalSetError(f"{shard_dir} has no manifest.json: pass DATA/shards/stage2-holdout (imprint pairs "
                            f"--holdout) or a DreamBooth-style folder")
     fill = tuple(json.loads(manifest.read_text())["config"].get("fill", (0, 0, 0)))
     out: list[Example] = []
@@ -56,7 +56,7 @@ def from_shards(shard_dir: Path, n: int) -> list[Example]:
             if len(out) == n:
                 return out
     if not out:
-        raise TestSetError(f"{shard_dir} holds no pairs")
+        raise EvalSetError(f"{shard_dir} holds no pairs")
     return out
 
 
@@ -68,7 +68,7 @@ def from_dreambooth(folder: Path, n: int) -> list[Example]:
     subjects = sorted(p for p in (folder / "subjects").iterdir() if p.is_dir()) if (folder / "subjects").is_dir() else []
     backgrounds = sorted((folder / "backgrounds").glob("*_GT.png")) if (folder / "backgrounds").is_dir() else []
     if not subjects or not backgrounds:
-        raise TestSetError(f"{folder} is not a DreamBooth-style test set: expected subjects/<name>/*.png (RGBA) and "
+        raise EvalSetError(f"{folder} is not a DreamBooth-style test set: expected subjects/<name>/*.png (RGBA) and "
                            f"backgrounds/<id>_GT.png with <id>_mask.png (box filled white)")
     out: list[Example] = []
     for subject in subjects:
@@ -79,7 +79,7 @@ def from_dreambooth(folder: Path, n: int) -> list[Example]:
         for bg_path in backgrounds:
             mask_path = bg_path.with_name(bg_path.name.replace("_GT.png", "_mask.png"))
             if not mask_path.is_file():
-                raise TestSetError(f"{bg_path} has no {mask_path.name} beside it")
+                raise EvalSetError(f"{bg_path} has no {mask_path.name} beside it")
             bg = np.asarray(Image.open(bg_path).convert("RGB"))
             box = np.asarray(Image.open(mask_path).convert("RGB"))[..., 0] > 128
             out.append(Example(f"{subject.name}/{bg_path.stem[:-3]}", rgba[..., :3], rgba[..., 3] > 128, bg, box,

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from imprint.cli import main
-from imprint.eval.testsets import TestSetError, from_dreambooth
+from imprint.eval.testsets import EvalSetError, from_dreambooth
 
 pytestmark = pytest.mark.slow
 
@@ -44,5 +44,5 @@ def test_dreambooth_layout(tmp_path):
     (ex,) = from_dreambooth(tmp_path, 4)
     assert ex.id == "dog/000000047948" and ex.box_only and ex.mask[10:40, 20:50].all() and ex.mask.sum() == 900
     assert ex.object_mask.sum() == 600 and ex.real is None
-    with pytest.raises(TestSetError, match="DreamBooth-style"):
+    with pytest.raises(EvalSetError, match="DreamBooth-style"):
         from_dreambooth(tmp_path / "nothing", 1)
