@@ -37,7 +37,8 @@ def copy_root(tmp_path: Path):
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray (2 CPUs, no dashboard, logs in a short temp folder) shared by the Ray tests."""
-    ray = pytest.importorskip("ray")
+    import ray
+
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, configure_logging=False)
     yield ray
