@@ -40,7 +40,8 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv and install imprint with its pinned torch (TORCH=cpu|cuda)
 
-$(STAMP): pyproject.toml constraints/torch-$(TORCH).txt
+$(STAMP): pyproject.toml constraints/torch-$(TORCH).txt scripts/system-deps.sh
+	@scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints/torch-$(TORCH).txt $(PIP_ARGS) -e '.[dev]'

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite")
+BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render")
 
 
 def machine_description() -> dict[str, Any]:
@@ -469,8 +469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    from imprint.ingest.download import bench_downloads
+    from imprint.ingest.render import bench_render
+
     runners = {"ingest": bench_ingest, "pairs": bench_pairs, "loader": bench_loader, "train": bench_train,
-               "composite": bench_composite}
+               "composite": bench_composite, "downloads": bench_downloads, "render": bench_render}
     for name in args.names:
         with tempfile.TemporaryDirectory(prefix=f"imprint-bench-{name}-") as tmp:
             result = runners[name](Path(tmp), args.quick)

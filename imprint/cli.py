@@ -47,8 +47,57 @@ def _ingest_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set min_area_frac=0.01 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="delete DATA/records/SOURCE first")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated sample ('sample' only)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated sample and of the renders")
+    remote = p.add_argument_group("downloaded sources (objaverse, pixabay, urls) and SA-V")
+    remote.add_argument("--retry-failed", action="store_true", help="retry the items that failed before")
+    remote.add_argument("--uids", type=Path, default=None, help="objaverse: a file of uids, one per line")
+    remote.add_argument("--lvis-categories", default=None, help="objaverse: comma-separated LVIS categories")
+    remote.add_argument("--views", type=int, default=12, help="objaverse: views rendered on the orbit")
+    remote.add_argument("--render-size", type=int, default=256, help="objaverse: view size in pixels")
+    remote.add_argument("--objaverse-url", default=None,
+                        help="objaverse: base URL or folder of a mirror (default: $IMPRINT_OBJAVERSE_URL, then HF)")
+    remote.add_argument("--licences", default="by,by-sa,cc0", help="objaverse: licences kept (Sketchfab slugs)")
+    remote.add_argument("--query", default=None, help="pixabay: search terms")
+    remote.add_argument("--category", default=None, help="pixabay: category (animals, food, ...)")
+    remote.add_argument("--pixabay-url", default=None, help="pixabay: API base URL (default: the real API)")
+    remote.add_argument("--list", dest="url_list", type=Path, default=None,
+                        help="urls: a .parquet or .csv with columns url, optional mask_url, group_id")
+    remote.add_argument("--segmenter", default=None,
+                        help="pixabay/urls: segmentation model, hub id or folder (see docs/sources-remote.md; "
+                             "default: facebook/mask2former-swin-large-coco-panoptic)")
     p.set_defaults(func=_run_ingest)
+
+
+def _materialise(name: str, args: argparse.Namespace, executor) -> Path:
+    """Fetch (and render or segment) a remote source into DATA/raw/<source>/; return the root to read."""
+    if name == "objaverse":
+        from imprint.ingest.objaverse import fetch_objaverse
+        from imprint.ingest.render import RenderConfig
+
+        uids = [u.strip() for u in args.uids.read_text().split() if u.strip()] if args.uids else None
+        cats = args.lvis_categories.split(",") if args.lvis_categories else None
+        return fetch_objaverse(args.out, uids, cats, args.limit, args.views, args.objaverse_url,
+                               set(args.licences.split(",")), executor, args.retry_failed,
+                               RenderConfig(views=args.views, size=args.render_size), seed=args.seed)
+    segmenter = args.segmenter or "facebook/mask2former-swin-large-coco-panoptic"
+    if name == "pixabay":
+        from imprint.ingest.pixabay import PIXABAY_API, fetch_pixabay
+
+        return fetch_pixabay(args.out, args.query, args.category, args.limit or 100, segmenter, executor,
+                             args.retry_failed, args.pixabay_url or PIXABAY_API)
+    if name == "urls":
+        from imprint.ingest.urls import fetch_urls
+
+        if args.url_list is None:
+            raise ValueError("urls needs --list FILE.parquet|csv (columns url, optional mask_url, group_id)")
+        return fetch_urls(args.url_list, args.out, args.segmenter, executor, args.retry_failed)
+    if name == "sav":
+        from imprint.ingest.sav import prepare_sav
+
+        if args.root is None:
+            raise ValueError("sav needs --root: the extracted sav_train folder, a sav_XXX.tar or a folder of tars")
+        return prepare_sav(args.root, args.out, executor, args.limit)
+    raise ValueError(name)
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
@@ -72,7 +121,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
     wanted = list(recipe.ingest.items()) if recipe else [(args.source, {"root": args.root})]
     jobs = []
     for name, spec in wanted:
-        if name == "sample":
+        if name in ("objaverse", "pixabay", "urls", "sav"):
+            jobs.append((name, None))  # fetched or decoded first, on the executor
+        elif name == "sample":
             from imprint.ingest.sample import SOURCES, generate
 
             roots = generate(args.out / "raw" / "sample", seed=args.seed)
@@ -87,8 +138,16 @@ def _run_ingest(args: argparse.Namespace) -> int:
     with make_executor(args.executor, args.workers, args.ray_address) as executor:
         for name, root in jobs:
             try:
-                run_ingest(name, root, args.out, cfg, executor, limit=args.limit, overwrite=args.overwrite)
-            except (LayoutError, IngestError) as exc:
+                source_cfg = cfg
+                if root is None:
+                    root = _materialise(name, args, executor)
+                if name in ("pixabay", "urls"):  # single images: each is its own group (self-pairs)
+                    from imprint.ingest.urls import single_image_config
+
+                    source_cfg = single_image_config(cfg)
+                run_ingest(name, root, args.out, source_cfg, executor,
+                           limit=None if name in ("objaverse", "pixabay") else args.limit, overwrite=args.overwrite)
+            except (LayoutError, IngestError, ValueError, RuntimeError) as exc:
                 print(f"imprint ingest {name}: {exc}", file=sys.stderr)
                 status = 1
     return status

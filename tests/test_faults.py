@@ -1,12 +1,10 @@
 """Bad input: each fault is a counted drop with its reason; the job goes on."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import balanced, ingest, read_records, read_report
+from helpers import balanced, ingest, read_records
 from PIL import Image
 
 from imprint.masks import decode_mask_png, mask_bbox

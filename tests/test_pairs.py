@@ -7,7 +7,6 @@ import shutil
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 from PIL import Image
 
 from imprint.augment.affine import AffineConfig, AffineParams, apply_affine

@@ -1,7 +1,6 @@
 """The two-stage trainer on tiny random models: what trains, losses, SCT, exact resume, exports, errors."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +20,7 @@ QUIET = dict(log=lambda _m: None)
 
 def tiny(stage: int, **overrides) -> TrainConfig:
     items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
-    return load_config(TrainConfig, resolve_config_path(f"stage{stage}-tiny"), [f"log_with=none", *items])
+    return load_config(TrainConfig, resolve_config_path(f"stage{stage}-tiny"), ["log_with=none", *items])
 
 
 def models(cfg):

@@ -1,0 +1,464 @@
+"""SA-V (Segment Anything Video): decode the distributed mp4 + RLE masklets into frames and masks, then read them.
+
+"Materialise, then ingest". SA-V train is distributed as
+``sav_train/sav_XXX/sav_NNNNNN.mp4`` with ``sav_NNNNNN_manual.json`` (and, for most
+videos, ``sav_NNNNNN_auto.json``): 24 fps video, masklets annotated on every 4th frame
+(``annot_sample_rate=4``), each mask a COCO compressed RLE ``{"size": [H, W],
+"counts": str}``. Reading it lazily would leave records pointing inside an mp4, while
+every later stage reads frames as image files; so :func:`prepare_sav` decodes each
+annotated frame once (``decord``) and writes, one folder per video::
+
+    DATA/raw/sav/
+      videos/<video>/frames/<00000>.jpg          annotated frames, named by their 24 fps index
+      videos/<video>/masks/<masklet>/<00000>.png  one 1-bit PNG per masklet per frame it is visible in
+      videos/<video>/video.json                   sizes, masklets, settings; written last
+      report.json                                 videos seen / kept / dropped by reason, failures
+      archives/<sav_XXX>/                         official tars given as --root, unpacked safely
+
+A video folder is written under a temporary name and renamed, so it exists only
+complete; a rerun skips finished videos. Masklet ids are the position in the manual
+json (``000``, ``001``…); auto masklets (``include_auto``) are ``auto000``… Frames in
+which no kept masklet is visible and empty masks are not written.
+
+:class:`SAVSource` (``sav``) reads that layout, and also the official
+``sav_val`` / ``sav_test`` layout (``JPEGImages_24fps/<video>/<00000>.jpg`` +
+``Annotations_6fps/<video>/<obj>/<00000>.png``): group = video, instance = masklet,
+records as for YouTube-VOS. A record's ``annotation_uri`` is the folder holding its
+frame's per-masklet PNGs (SA-V masks overlap, so there is no single label map).
+
+The RLE codec is pure numpy (column-major runs, first run zeros; LEB128-like 6-bit
+characters with deltas from the run two back), the same as ``pycocotools.mask``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from imprint import __version__
+from imprint.archive import extract_archive, is_archive, archive_stem
+from imprint.executor import Executor
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_mask, sorted_frames
+from imprint.ingest.config import IngestConfig
+from imprint.masks import encode_mask_png
+from imprint.media import read_label_map
+from imprint.parts import write_json_atomic
+from imprint.records import frame_sort_key
+from imprint.stats import Drop, Stats
+
+LICENCE = "SA-V: videos and annotations CC BY 4.0 (Meta, Segment Anything Video)"
+VIDEO_SUFFIX = ".mp4"
+
+# ---------------------------------------------------------------------------------------------- RLE
+
+
+def rle_counts_decode(s: str | bytes) -> np.ndarray:
+    """COCO compressed-RLE string -> run lengths (int64), vectorised ``rleFrString``."""
+    raw = s.encode("ascii") if isinstance(s, str) else bytes(s)
+    if not raw:
+        return np.zeros(0, dtype=np.int64)
+    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
+    if c.min() < 0 or c.max() > 63:
+        raise ValueError("RLE counts hold characters outside '0'..'o'")
+    ends = np.flatnonzero((c & 0x20) == 0)  # a character without the continuation bit ends a number
+    if ends.size == 0 or ends[-1] != c.size - 1:
+        raise ValueError("RLE counts end inside a number (truncated string)")
+    starts = np.r_[0, ends[:-1] + 1]
+    lengths = ends - starts + 1
+    if lengths.max() > 12:
+        raise ValueError("RLE counts hold a number longer than 12 characters")
+    k = np.arange(c.size) - np.repeat(starts, lengths)
+    x = np.add.reduceat((c & 0x1F) << (5 * k), starts)  # the 5-bit groups do not overlap: sum == or
+    negative = (c[ends] & 0x10) != 0
+    x = np.where(negative, x - (np.int64(1) << (5 * lengths)), x)
+    cnts = x.copy()
+    cnts[1::2] = np.cumsum(x[1::2])  # cnts[m] = x[m] + cnts[m-2] for m > 2: two interleaved cumsums,
+    cnts[2::2] = np.cumsum(x[2::2])  # the even one starting at m = 2 (which has no delta)
+    return cnts
+
+
+def rle_counts_encode(cnts: np.ndarray | list[int]) -> str:
+    """Run lengths -> COCO compressed-RLE string (``rleToString``)."""
+    cnts = [int(v) for v in cnts]
+    out = []
+    for i, x in enumerate(cnts):
+        if i > 2:
+            x -= cnts[i - 2]
+        more = True
+        while more:
+            ch = x & 0x1F
+            x >>= 5
+            more = (x != -1) if ch & 0x10 else (x != 0)
+            if more:
+                ch |= 0x20
+            out.append(chr(ch + 48))
+    return "".join(out)
+
+
+def rle_runs(rle: dict[str, Any]) -> tuple[int, int, np.ndarray]:
+    """Parse and check a COCO RLE without building its mask: ``(H, W, run lengths)``."""
+    try:
+        h, w = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an RLE dict (size, counts): {exc}") from None
+    cnts = np.asarray(counts, dtype=np.int64) if isinstance(counts, list) else rle_counts_decode(counts)
+    if cnts.size and cnts.min() < 0:
+        raise ValueError("RLE has a negative run length")
+    if int(cnts.sum()) != h * w:
+        raise ValueError(f"RLE runs cover {int(cnts.sum())} pixels, the size says {h}x{w} = {h * w}")
+    return h, w, cnts
+
+
+def runs_to_mask(h: int, w: int, cnts: np.ndarray) -> np.ndarray:
+    """Run lengths (column-major, first run zeros) -> C-contiguous bool mask HxW."""
+    if h == 0 or w == 0:
+        return np.zeros((h, w), bool)
+    values = (np.arange(cnts.size) % 2).astype(np.uint8)
+    # fill (W, H) and transpose into a C-contiguous (H, W) (cv2: 2x numpy's copy; a transposed
+    # view would make every later row-wise step, packbits included, 15x slower)
+    return cv2.transpose(np.repeat(values, cnts).reshape(w, h)).view(bool)
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """A COCO RLE ``{"size": [H, W], "counts": str | list[int]}`` -> bool mask HxW (column-major runs)."""
+    return runs_to_mask(*rle_runs(rle))
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """Bool mask HxW -> COCO compressed RLE dict (for fixtures; pycocotools ``encode`` gives the same)."""
+    h, w = mask.shape
+    flat = np.asarray(mask, dtype=bool).flatten(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.r_[0, change, flat.size]
+    cnts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        cnts = [0, *cnts]
+    return {"size": [h, w], "counts": rle_counts_encode(cnts)}
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SAVConfig:
+    """How SA-V is materialised: ``annot_sample_rate`` (every 4th frame of 24 fps), manual masklets and
+    optionally the auto ones, JPEG quality of the frames, frames decoded per batch."""
+
+    annot_sample_rate: int = 4
+    include_auto: bool = False
+    jpeg_quality: int = 95
+    batch_frames: int = 8
+
+    def __post_init__(self) -> None:
+        if self.annot_sample_rate < 1:
+            raise ValueError("annot_sample_rate must be >= 1")
+        if not 50 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be in 50..100")
+        if self.batch_frames < 1:
+            raise ValueError("batch_frames must be >= 1")
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    video_id: str
+    mp4: str
+    manual: str | None
+    auto: str | None
+    out_dir: str
+    cfg: SAVConfig
+
+
+# ---------------------------------------------------------------------------------------------- one video
+
+
+def _load_masklets(path: str, prefix: str) -> tuple[dict, list[tuple[str, list]]]:
+    """The annotation json and its masklets as ``[(masklet_id, [rle per annotated frame])]``."""
+    try:
+        data = json.loads(Path(path).read_text())
+        masklet = data["masklet"]  # masklet[t][j]: object j at annotated frame t
+        if not isinstance(masklet, list):
+            raise TypeError(f"masklet is a {type(masklet).__name__}, not a list")
+        n_obj = max((len(row) for row in masklet), default=0)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise Drop("corrupt_annotation", f"{path}: {type(exc).__name__}: {exc}") from None
+    ids = [f"{prefix}{j:03d}" for j in range(n_obj)]
+    return data, [(ids[j], [row[j] if j < len(row) else None for row in masklet]) for j in range(n_obj)]
+
+
+def _open_video(mp4: str) -> Any:
+    if not Path(mp4).is_file():
+        raise Drop("missing_file", f"{mp4} does not exist")
+    if Path(mp4).stat().st_size == 0:
+        raise Drop("empty_file", f"{mp4} is 0 bytes")
+    try:
+        import decord
+
+        return decord.VideoReader(mp4, ctx=decord.cpu(0), num_threads=1)
+    except Exception as exc:  # noqa: BLE001 - decord raises its own DECORDError (and RuntimeError)
+        raise Drop("corrupt_video", f"{mp4} cannot be opened: {type(exc).__name__}: {str(exc)[:500]}") from None
+
+
+def materialise_video(task: VideoTask) -> dict[str, Any]:
+    """Decode one video's annotated frames and masks into ``out_dir/<video>/``; returns its counts.
+
+    Never raises for bad input: the result's ``status`` is ``ok`` or the drop reason
+    (``missing_annotation``, ``corrupt_annotation``, ``missing_file``, ``empty_file``,
+    ``corrupt_video``, ``size_mismatch``, ``error``) with its ``error``.
+    """
+    t0 = time.perf_counter()
+    final = Path(task.out_dir) / task.video_id
+    tmp = final.with_name(f"{task.video_id}.tmp-{os.getpid()}")
+    try:
+        counts = _materialise(task, tmp)
+    except Drop as drop:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"video": task.video_id, "status": drop.reason, "error": drop.detail}
+    except Exception:  # noqa: BLE001 - an unforeseen failure: counted with its traceback, the job goes on
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"video": task.video_id, "status": "error", "error": traceback.format_exc()}
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return {"video": task.video_id, "status": "ok", "error": None, **counts,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _materialise(task: VideoTask, tmp: Path) -> dict[str, Any]:
+    cfg = task.cfg
+    if task.manual is None or not Path(task.manual).is_file():
+        raise Drop("missing_annotation", f"no {task.video_id}_manual.json beside {task.mp4}")
+    meta, masklets = _load_masklets(task.manual, "")
+    if cfg.include_auto and task.auto is not None and Path(task.auto).is_file():
+        _, auto = _load_masklets(task.auto, "auto")
+        masklets += auto
+    n_annot = max((len(m) for _, m in masklets), default=0)
+    vr = _open_video(task.mp4)
+    try:
+        n_video = len(vr)
+        if n_video == 0:
+            raise ValueError("the video has no frames")
+        h, w = vr[0].shape[:2]
+    except Exception as exc:  # noqa: BLE001 - a broken stream fails on the first decode
+        raise Drop("corrupt_video", f"{task.mp4}: {type(exc).__name__}: {str(exc)[:500]}") from None
+    # parse and check every RLE first (cheap, no mask is built) so that a bad annotation fails before any
+    # frame is decoded; masks are built frame by frame as they are written (a video's masks at once would
+    # take gigabytes)
+    masks: dict[int, list[tuple[str, np.ndarray]]] = {}
+    empty = 0
+    for masklet_id, rles in masklets:
+        for t, rle in enumerate(rles):
+            if rle is None:
+                continue
+            try:
+                mh, mw, runs = rle_runs(rle)
+            except ValueError as exc:
+                raise Drop("corrupt_annotation", f"{task.manual}: masklet {masklet_id} frame {t}: {exc}") from None
+            if (mh, mw) != (h, w):
+                raise Drop("size_mismatch", f"{task.video_id}: masks are {mw}x{mh}, the video is {w}x{h}")
+            if not runs[1::2].any():
+                empty += 1
+                continue
+            masks.setdefault(t, []).append((masklet_id, runs))
+    wanted = sorted(t for t in masks if t * cfg.annot_sample_rate < n_video)
+    beyond = len(masks) - len(wanted)
+    frames_dir = tmp / "frames"
+    shutil.rmtree(tmp, ignore_errors=True)
+    frames_dir.mkdir(parents=True)
+    written_masks = 0
+    for i in range(0, len(wanted), cfg.batch_frames):
+        ts = wanted[i:i + cfg.batch_frames]
+        try:
+            batch = vr.get_batch([t * cfg.annot_sample_rate for t in ts]).asnumpy()
+        except Exception as exc:  # noqa: BLE001 - a stream broken in the middle
+            raise Drop("corrupt_video", f"{task.mp4}: frames {ts[0] * cfg.annot_sample_rate}..: "
+                                        f"{type(exc).__name__}: {str(exc)[:500]}") from None
+        for t, rgb in zip(ts, batch):
+            name = f"{t * cfg.annot_sample_rate:05d}"
+            ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+            if not ok:
+                raise RuntimeError(f"cv2 could not encode frame {name} of {task.video_id}")
+            (frames_dir / f"{name}.jpg").write_bytes(jpg.tobytes())
+            for masklet_id, runs in masks[t]:
+                mdir = tmp / "masks" / masklet_id
+                mdir.mkdir(parents=True, exist_ok=True)
+                (mdir / f"{name}.png").write_bytes(encode_mask_png(runs_to_mask(h, w, runs)))
+                written_masks += 1
+    info = {
+        "video_id": task.video_id, "mp4": task.mp4, "manual": task.manual, "auto": task.auto,
+        "width": w, "height": h, "video_frames": n_video, "annotated_frames": n_annot,
+        "annot_sample_rate": cfg.annot_sample_rate, "frames_written": len(wanted),
+        "frames_beyond_video": beyond, "masks_written": written_masks, "empty_masks": empty,
+        "masklets": {mid: {"type": "auto" if mid.startswith("auto") else "manual"} for mid, _ in masklets},
+        "video_environment": meta.get("video_environment"), "licence": LICENCE,
+        "config": asdict(cfg), "imprint_version": __version__,
+    }
+    write_json_atomic(tmp / "video.json", info)  # last: the folder is complete
+    return {"frames": len(wanted), "masks": written_masks, "masklets": len(masklets), "empty_masks": empty,
+            "frames_beyond_video": beyond}
+
+
+# ---------------------------------------------------------------------------------------------- the job
+
+
+def _video_dirs(root: Path, raw: Path, log: Callable[[str], None]) -> tuple[list[Path], list[dict]]:
+    """Every mp4 under ``root`` (a folder, an official tar, or a folder of tars), with the archives unpacked."""
+    archives = []
+    if is_archive(root):
+        tars = [root]
+        root_dirs: list[Path] = []
+    elif root.is_dir():
+        tars = sorted(p for p in root.iterdir() if is_archive(p))
+        root_dirs = [root]
+    else:
+        raise LayoutError(f"--root {root} does not exist" if not root.exists()
+                          else f"--root {root} is neither a folder nor an archive (.tar)")
+    for tar in tars:
+        log(f"[sav] unpacking {tar.name} into {raw / 'archives' / archive_stem(tar)}")
+        report = extract_archive(tar, raw / "archives" / archive_stem(tar))
+        archives.append(report.to_dict())
+        root_dirs.append(Path(report.target))
+    mp4s = sorted({p for d in root_dirs for p in d.rglob(f"sav_*{VIDEO_SUFFIX}")}, key=lambda p: p.stem)
+    return mp4s, archives
+
+
+def prepare_sav(root: Path, out: Path, executor: Executor | None = None, limit: int | None = None,
+                cfg: SAVConfig | None = None, *, log: Callable[[str], None] | None = None) -> Path:
+    """Materialise SA-V train videos under ``out/raw/sav/`` and return that folder (the reader's root).
+
+    ``root``: the extracted ``sav_train`` (or one ``sav_XXX`` folder), an official tar,
+    or a folder of tars. ``out`` is DATA. ``limit`` keeps the first N videos by id.
+    Finished videos are skipped on a rerun; bad ones are counted in ``report.json``
+    under their reason and the job goes on.
+    """
+    from imprint.executor import LocalExecutor
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    cfg = cfg or SAVConfig()
+    executor = executor or LocalExecutor()
+    t0 = time.perf_counter()
+    if limit is not None and limit < 0:
+        raise ValueError("--limit must be >= 0")
+    raw = Path(out) / "raw" / "sav"
+    videos_dir = raw / "videos"
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    for stale in videos_dir.glob("*.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    mp4s, archives = _video_dirs(Path(root), raw, log)
+    if not mp4s:
+        raise LayoutError(f"{root} holds no SA-V video: expected sav_train/sav_XXX/sav_NNNNNN.mp4 with "
+                          f"sav_NNNNNN_manual.json beside it (or the sav_XXX.tar archives)")
+    if limit is not None:
+        mp4s = mp4s[:limit]
+    tasks, done = [], 0
+    for mp4 in mp4s:
+        vid = mp4.stem
+        manual = mp4.with_name(f"{vid}_manual.json")
+        auto = mp4.with_name(f"{vid}_auto.json")
+        task = VideoTask(vid, str(mp4), str(manual) if manual.is_file() else None,
+                         str(auto) if auto.is_file() else None, str(videos_dir), cfg)
+        if _video_done(videos_dir / vid, cfg):
+            done += 1
+        else:
+            tasks.append(task)
+    log(f"[sav] {len(mp4s)} videos; {done} already materialised, {len(tasks)} to do on the {executor.name} executor")
+    stats = Stats()
+    stats.keep(done)
+    totals: Counter = Counter()
+    for n, outcome in enumerate(executor.run(materialise_video, tasks), 1):
+        task = tasks[outcome.index]
+        res = outcome.result if outcome.ok else {"video": task.video_id, "status": "error", "error": outcome.error}
+        if res["status"] == "ok":
+            stats.keep()
+            totals.update({k: res[k] for k in ("frames", "masks", "empty_masks", "frames_beyond_video")})
+        else:
+            stats.drop(res["status"], item=task.video_id, error=res["error"])
+        if n % 50 == 0 or n == len(tasks):
+            log(f"[sav] {n}/{len(tasks)} videos: kept {stats.kept}, dropped {dict(stats.dropped)}")
+    report = {"source": "sav", "root": str(root), "version": __version__, "videos": len(mp4s),
+              "already_done": done, **stats.to_dict(), "this_run": dict(totals), "archives": archives,
+              "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 3)}
+    write_json_atomic(raw / "report.json", report)
+    log(f"[sav] videos seen {stats.seen}, kept {stats.kept}, dropped {dict(stats.dropped)}; "
+        f"report: {raw / 'report.json'}")
+    return raw
+
+
+def _video_done(video_dir: Path, cfg: SAVConfig) -> bool:
+    try:
+        info = json.loads((video_dir / "video.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return info.get("config") == asdict(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- the reader
+
+
+def _frames_by_object(ann_dir: Path) -> dict[str, list[str]]:
+    """``{frame name: [masklet ids with a PNG for it]}`` from ``<ann_dir>/<masklet>/<frame>.png``."""
+    by_frame: dict[str, list[str]] = {}
+    for obj_dir in sorted(p for p in ann_dir.iterdir() if p.is_dir()):
+        for png in obj_dir.glob("*.png"):
+            by_frame.setdefault(png.stem, []).append(obj_dir.name)
+    return by_frame
+
+
+def _group(video_id: str, image_dir: Path, ann_dir: Path) -> Group:
+    frames = []
+    for name, objs in _frames_by_object(ann_dir).items():
+        expected = tuple((o, None) for o in sorted(objs, key=frame_sort_key))
+        frames.append(Frame(name=name, image=str(image_dir / f"{name}.jpg"), annotation=str(ann_dir),
+                            expected=expected))
+    return Group(group_id=video_id, frames=sorted_frames(frames), missing_reason="missing_annotation")
+
+
+class SAVSource(Source):
+    """SA-V as materialised by :func:`prepare_sav`, or the official ``sav_val`` / ``sav_test`` folders."""
+
+    name = "sav"
+    licence = LICENCE
+
+    def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
+        root = Path(root)
+        videos = root / "videos" if (root / "videos").is_dir() else root
+        groups = [_group(d.name, d / "frames", d / "masks")
+                  for d in sorted(videos.iterdir()) if (d / "video.json").is_file() and (d / "masks").is_dir()] \
+            if videos.is_dir() else []
+        if not groups:
+            official = next((p for p in (root, root / "sav_val", root / "sav_test")
+                             if (p / "JPEGImages_24fps").is_dir() and (p / "Annotations_6fps").is_dir()), None)
+            if official is not None:
+                groups = [_group(d.name, official / "JPEGImages_24fps" / d.name, d)
+                          for d in sorted((official / "Annotations_6fps").iterdir()) if d.is_dir()]
+        if not groups:
+            if any(root.rglob(f"sav_*{VIDEO_SUFFIX}")):
+                raise LayoutError(f"{root} holds SA-V mp4s: materialise them first (prepare_sav / "
+                                  f"`imprint fetch sav`), then ingest the folder it writes (DATA/raw/sav)")
+            raise LayoutError(f"{root} is not an SA-V folder: expected videos/<video>/frames/<00000>.jpg + "
+                              f"masks/<masklet>/<00000>.png + video.json (prepare_sav), or the official "
+                              f"JPEGImages_24fps/ + Annotations_6fps/ of sav_val / sav_test")
+        return groups
+
+    def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
+        out: InstanceMasks = {}
+        for instance_id, _ in frame.expected or ():
+            png = Path(frame.annotation) / instance_id / f"{frame.name}.png"
+            if not png.is_file():
+                continue  # counted as empty_mask by the shared step
+            values = read_label_map(str(png), cfg.max_image_pixels)
+            out[instance_id] = (resize_mask((values > 0).astype(np.uint8), size).astype(bool), None)
+        return out

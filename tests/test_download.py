@@ -1,0 +1,302 @@
+"""The download layer: every failure mode ends as its status, retries, Retry-After, cache, ledger, resume."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import io
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from http_fixture import FixtureServer, Reply
+
+from imprint.executor import LocalExecutor
+from imprint.ingest.download import (DownloadConfig, DownloadError, DownloadItem, FetchJob, Fetcher, ItemStatus,
+                                     Progress, backoff_delay, load_status, load_status_parts, parse_retry_after,
+                                     raise_for_failed_tasks, redact_url, run_downloads, scrub, select_items)
+
+DATA = bytes(range(256)) * 40  # 10 KiB
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+def fast_cfg(**kw) -> DownloadConfig:
+    base = dict(timeout=0.3, retries=2, backoff_base=0.001, backoff_cap=0.002, retry_after_cap=5.0)
+    return DownloadConfig(**{**base, **kw})
+
+
+def no_parts(root: Path) -> bool:
+    return not list(root.rglob("*.part"))
+
+
+# ------------------------------------------------------------------------------------------ units
+
+
+def test_redact_url_hides_secrets_only():
+    url = "https://h.example/api/?key=SECRET1&q=red+car&Token=SECRET2&api_key=SECRET3&page=2"
+    red = redact_url(url)
+    assert "SECRET" not in red
+    assert "q=red+car" in red and "page=2" in red and red.count("REDACTED") == 3
+    assert redact_url("https://user:pw@h.example/x.jpg") == "https://user:REDACTED@h.example/x.jpg"
+    assert redact_url("https://h.example/a.jpg?w=3") == "https://h.example/a.jpg?w=3"
+    assert scrub("GET https://h.example/api/?key=SECRET1 failed", url) == "GET https://h.example/api/?key=REDACTED failed"
+
+
+def test_parse_retry_after_seconds_and_dates():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 0 ") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 7, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(7.0, abs=1.0)
+    assert parse_retry_after(email.utils.formatdate(now - 50, usegmt=True), now=now) == 0.0
+
+
+def test_backoff_is_full_jitter_and_capped():
+    rng = random.Random(0)
+    for attempt in range(1, 10):
+        for _ in range(50):
+            d = backoff_delay(attempt, 0.5, 4.0, rng)
+            assert 0.0 <= d <= min(4.0, 0.5 * 2 ** (attempt - 1))
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="concurrency"):
+        DownloadConfig(concurrency=0)
+    with pytest.raises(ValueError, match="retries"):
+        DownloadConfig(retries=-1)
+    with pytest.raises(ValueError, match="user_agent"):
+        DownloadConfig(user_agent="")
+
+
+def test_select_items_semantics():
+    items = [DownloadItem(i, f"http://x/{i}", f"/tmp/{i}") for i in "abcde"]
+    ledger = {"a": ItemStatus("a", "", "ok"), "b": ItemStatus("b", "", "cached"),
+              "c": ItemStatus("c", "", "failed_download"), "d": ItemStatus("d", "", "bad_checksum")}
+    assert [i.item_id for i in select_items(items, ledger, retry_failed=False)] == ["e"]
+    assert [i.item_id for i in select_items(items, ledger, retry_failed=True)] == ["c", "d", "e"]
+
+
+def test_progress_is_throttled():
+    t = [0.0]
+    out = io.StringIO()
+    p = Progress(10, "t", stream=out, interval=5.0, clock=lambda: t[0])
+    for i in range(10):
+        t[0] = i
+        p.update([ItemStatus(str(i), "", "failed_download" if i % 5 == 0 else "ok")])
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3  # t=0, t=5, the final one
+    assert lines[-1].startswith("[t] 10/10 items") and "failed 2 (20.0%)" in lines[-1]
+
+
+# ------------------------------------------------------------------------------------------ fetcher
+
+
+def test_each_failure_mode_ends_as_its_status(tmp_path: Path):
+    sleeps: list[float] = []
+    digest = hashlib.sha256(DATA).hexdigest()
+    with FixtureServer() as srv:
+        u = {
+            "ok": srv.file("/ok", DATA),
+            "missing": srv.status("/missing", 404),
+            "forbidden": srv.status("/forbidden", 403),
+            "flaky": srv.flaky("/flaky", DATA, failures=2),
+            "down": srv.status("/down", 503),
+            "retry_after": srv.retry_after("/ra", DATA, "1"),
+            "slow": srv.slow("/slow", DATA, delay=1.0),
+            "truncated": srv.truncated("/trunc", DATA),
+            "checksum": srv.file("/sum", DATA + b"tampered"),
+            "big": srv.file("/big", DATA * 10),
+        }
+        cfg = fast_cfg(max_bytes=len(DATA) * 5)
+        with Fetcher(cfg, sleep=sleeps.append, rng=random.Random(0)) as f:
+            st = {k: f.fetch(url, tmp_path / k, sha256=digest if k == "checksum" else None, item_id=k)
+                  for k, url in u.items()}
+            st["ftp"] = f.fetch("ftp://127.0.0.1/x.jpg", tmp_path / "ftp")
+        counts = dict(srv.counts)
+
+    assert st["ok"].status == "ok" and st["ok"].bytes == len(DATA) and (tmp_path / "ok").read_bytes() == DATA
+    assert (st["missing"].status, st["missing"].attempts, counts["/missing"]) == ("failed_download", 1, 1)
+    assert "404" in st["missing"].error
+    assert (st["forbidden"].status, counts["/forbidden"]) == ("failed_download", 1)  # 4xx: no retry
+    assert (st["flaky"].status, st["flaky"].attempts, counts["/flaky"]) == ("ok", 3, 3)
+    assert (st["down"].status, st["down"].attempts, counts["/down"]) == ("failed_download", 3, 3)
+    assert "503" in st["down"].error and "gave up after 3 attempts" in st["down"].error
+    assert (st["retry_after"].status, counts["/ra"]) == ("ok", 2)
+    assert 1.0 in sleeps  # the Retry-After value, not a backoff draw
+    assert st["slow"].status == "failed_download" and "timeout" in st["slow"].error
+    assert st["slow"].attempts == 3
+    assert st["truncated"].status == "failed_download" and "truncated" in st["truncated"].error
+    assert st["checksum"].status == "bad_checksum" and digest in st["checksum"].error
+    assert counts["/sum"] == 1  # a wrong body is not retried
+    assert st["big"].status == "too_large"
+    assert st["ftp"].status == "failed_download" and st["ftp"].attempts == 1
+    for name in ("missing", "forbidden", "down", "slow", "truncated", "checksum", "big", "ftp"):
+        assert not (tmp_path / name).exists(), f"a failed {name} left a file under the final name"
+    assert no_parts(tmp_path)
+
+
+def test_retry_after_is_capped_and_dates_are_honoured(tmp_path: Path):
+    sleeps: list[float] = []
+    with FixtureServer() as srv:
+        long = srv.retry_after("/long", DATA, "3600")
+        date = srv.retry_after("/date", DATA, email.utils.formatdate(time.time() + 2, usegmt=True))
+        with Fetcher(fast_cfg(retry_after_cap=0.5), sleep=sleeps.append) as f:
+            assert f.fetch(long, tmp_path / "a").status == "ok"
+            assert f.fetch(date, tmp_path / "b").status == "ok"
+    assert sleeps[0] == 0.5
+    assert 0.0 <= sleeps[1] <= 0.5
+
+
+def test_cache_and_checksum_cache(tmp_path: Path):
+    digest = hashlib.sha256(DATA).hexdigest()
+    with FixtureServer() as srv:
+        url = srv.file("/f", DATA)
+        with Fetcher(fast_cfg()) as f:
+            assert f.fetch(url, tmp_path / "f", digest).status == "ok"
+            again = f.fetch(url, tmp_path / "f", digest)
+            assert again.status == "cached" and again.bytes == len(DATA)
+            (tmp_path / "f").write_bytes(b"corrupted copy")
+            assert f.fetch(url, tmp_path / "f", digest).status == "ok"  # a wrong cached copy is refetched
+            assert f.fetch(url, tmp_path / "f").status == "cached"
+        assert srv.count("/f") == 2
+
+
+def test_per_host_limit_bounds_concurrency(tmp_path: Path):
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def handler(_req):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return Reply(200, DATA)
+
+    with FixtureServer() as srv:
+        for i in range(12):
+            srv.route(f"/f{i}", handler)
+        with Fetcher(fast_cfg(concurrency=8, per_host=2, timeout=5)) as f:
+            sts = f.fetch_many([(str(i), srv.url(f"/f{i}"), tmp_path / f"{i}", None) for i in range(12)])
+    assert [s.status for s in sts] == ["ok"] * 12
+    assert peak[0] == 2
+
+
+def test_secret_never_reaches_a_status(tmp_path: Path):
+    with FixtureServer() as srv:
+        url = srv.status("/x", 404) + "?key=SECRETKEY&q=1"
+        with Fetcher(fast_cfg()) as f:
+            st = f.fetch(url, tmp_path / "x")
+    assert "SECRETKEY" not in repr(st) and "key=REDACTED" in st.url
+
+
+# ------------------------------------------------------------------------------------------ jobs + ledger
+
+
+def _items(srv: FixtureServer, root: Path, names: list[str]) -> list[DownloadItem]:
+    return [DownloadItem(n, srv.url(f"/{n}"), str(root / "files" / n)) for n in names]
+
+
+def test_rerun_fetches_nothing_done_and_retry_failed_refetches_only_failures(tmp_path: Path):
+    good = [f"g{i}" for i in range(6)]
+    with FixtureServer() as srv:
+        for n in good:
+            srv.file(f"/{n}", DATA)
+        srv.status("/gone", 404)
+        srv.flaky("/flaky", DATA, failures=2)  # fails twice (= 1 + retries) in the first run
+        items = _items(srv, tmp_path, [*good, "gone", "flaky"])
+        job = FetchJob(fast_cfg(retries=1))
+
+        r1 = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        assert r1["counts"] == {"failed_download": 2, "ok": 6}
+        assert sorted(p.name for p in (tmp_path / "status").iterdir()) == \
+            ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        first = dict(srv.counts)
+
+        r2 = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        assert dict(srv.counts) == first  # not one request
+        assert r2["attempted"] == 0 and r2["counts"] == r1["counts"]
+
+        r3 = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, retry_failed=True, log=quiet)
+        assert r3["attempted"] == 2 and r3["this_run"] == {"failed_download": 1, "ok": 1}
+        assert r3["counts"] == {"failed_download": 1, "ok": 7}
+        assert srv.count("/gone") == 2 and srv.count("/flaky") == 3
+        assert all(srv.count(f"/{n}") == 1 for n in good)
+    ledger = load_status(tmp_path / "status")
+    assert ledger["gone"].status == "failed_download" and ledger["flaky"].attempts == 1
+    assert [f["item"] for f in r3["failures"]] == ["gone"]
+
+
+def test_kill_midway_then_rerun_completes_without_duplicates(tmp_path: Path):
+    names = [f"f{i:02d}" for i in range(9)]
+    with FixtureServer() as srv:
+        for n in names:
+            srv.file(f"/{n}", n.encode() * 1000)
+        items = _items(srv, tmp_path, names)
+        job = FetchJob(fast_cfg())
+        run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        # The "kill": task 1 died after fetching f03 but before f04 was complete and before its ledger part.
+        (tmp_path / "status" / "part-00001.parquet").unlink()
+        (tmp_path / "files" / "f04").unlink()
+        (tmp_path / "files" / "f04.part").write_bytes(b"half a file")
+        (tmp_path / "status" / "part-00002.parquet.tmp").write_bytes(b"half a ledger")
+        report = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        assert srv.count("/f04") == 2
+        assert all(srv.count(f"/{n}") == 1 for n in names if n != "f04")
+    assert report["counts"] == {"cached": 2, "ok": 7}  # f03, f05 were in place: cached, not fetched
+    assert report["attempted"] == 3
+    assert no_parts(tmp_path) and not list((tmp_path / "status").glob("*.tmp"))
+    for n in names:
+        assert (tmp_path / "files" / n).read_bytes() == n.encode() * 1000
+    parts = load_status_parts(tmp_path / "status")
+    ids = [s.item_id for sts in parts.values() for s in sts]
+    assert sorted(ids) == names  # each item once
+
+
+def test_ledger_keeps_items_of_an_earlier_list(tmp_path: Path):
+    with FixtureServer() as srv:
+        for n in "abcdef":
+            srv.file(f"/{n}", DATA)
+        job = FetchJob(fast_cfg())
+        run_downloads(_items(srv, tmp_path, list("abcd")), tmp_path, job, LocalExecutor(), chunk=2, log=quiet)
+        run_downloads(_items(srv, tmp_path, list("aef")), tmp_path, job, LocalExecutor(), chunk=2, log=quiet)
+        assert srv.count("/a") == 1
+    ledger = load_status(tmp_path / "status")
+    assert sorted(ledger) == list("abcdef")
+    assert all(s.ok for s in ledger.values())
+
+
+def _explode_on_b(items):
+    if any(it.item_id == "b" for it in items):
+        raise RuntimeError("boom")
+    return FetchJob(fast_cfg())(items)
+
+
+def test_a_failed_task_is_reported_and_rerun(tmp_path: Path):
+    with FixtureServer() as srv:
+        for n in "abcd":
+            srv.file(f"/{n}", DATA)
+        items = _items(srv, tmp_path, list("abcd"))
+        report = run_downloads(items, tmp_path, _explode_on_b, LocalExecutor(), chunk=2, log=quiet)
+        assert [t["task"] for t in report["failed_tasks"]] == ["part-00000"]
+        assert "boom" in report["failed_tasks"][0]["error"]
+        assert report["not_attempted"] == 2
+        with pytest.raises(DownloadError, match="part-00000"):
+            raise_for_failed_tasks(report, tmp_path / "report.json")
+        again = run_downloads(items, tmp_path, FetchJob(fast_cfg()), LocalExecutor(), chunk=2, log=quiet)
+    assert again["counts"] == {"ok": 4} and again["attempted"] == 2
+    assert again["failed_tasks"] == []
+
+
+def test_duplicate_item_ids_are_refused(tmp_path: Path):
+    items = [DownloadItem("a", "http://x/1", "/tmp/a"), DownloadItem("a", "http://x/2", "/tmp/a2")]
+    with pytest.raises(ValueError, match="unique"):
+        run_downloads(items, tmp_path, FetchJob(), LocalExecutor(), log=quiet)
