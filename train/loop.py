@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from imprint import __version__
 from imprint.shards.loader import LoaderConfig, ManifestError, ShardLoader, prepare_batch, read_manifest
 from imprint.train import checkpoint as ckpt
 from imprint.train.config import TrainConfig
-from imprint.train.models import (COMPOSITOR_TYPE, ENCODER_TYPE, ImageEncoder, ModelFolderError, latent_factor,
+from imprint.train.models import (COMPOSITOR_TYPE, ImageEncoder, ModelFolderError, latent_factor,
                                   load_components, read_model_config)
 from imprint.train.parts import (apply_lrs, condition, diffusion_loss, group_lrs, sct_schedule, set_trainable,
                                  stage_inputs, warmup_factor)
