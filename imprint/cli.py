@@ -19,8 +19,17 @@ The flow: ingest -> pairs -> train -> composite/eval. Run `imprint SUBCOMMAND --
 """
 
 
-def _ingest_parser(sub: argparse._SubParsersAction) -> None:
+def _executor_args(p: argparse.ArgumentParser) -> None:
     from imprint.executor import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default="ray",
+                   help="ray (default; local Ray, or a cluster via --ray-address/RAY_ADDRESS) or local "
+                        "(in-process, for tests and debugging); both write identical outputs")
+    p.add_argument("--workers", type=int, default=None, help="CPUs for a local Ray (default: all cores)")
+    p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS)")
+
+
+def _ingest_parser(sub: argparse._SubParsersAction) -> None:
     from imprint.ingest.sources import INGEST_SOURCES
 
     p = sub.add_parser(
@@ -38,11 +47,7 @@ def _ingest_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=Path, help="the extracted folder or the official archive (not for 'sample')")
     p.add_argument("--out", type=Path, required=True, help="the DATA folder; records go to DATA/records/SOURCE/")
     p.add_argument("--limit", type=int, default=None, help="only the first N groups (videos / captures) by id")
-    p.add_argument("--workers", type=int, default=None, help="CPUs for a local Ray (default: all cores)")
-    p.add_argument("--executor", choices=EXECUTORS, default="ray",
-                   help="ray (default; local Ray, or a cluster via --ray-address/RAY_ADDRESS) or local "
-                        "(in-process, for tests and debugging); both write identical records")
-    p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS)")
+    _executor_args(p)
     p.add_argument("--config", type=Path, default=None, help="YAML file of ingest settings (see configs/ingest/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set min_area_frac=0.01 (repeatable)")
@@ -154,8 +159,6 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
 
 def _pairs_parser(sub: argparse._SubParsersAction) -> None:
-    from imprint.executor import EXECUTORS
-
     p = sub.add_parser(
         "pairs", help="records -> stage-1 view pairs and stage-2 compositing pairs (Parquet shards)",
         description="Build IMPRINT's training pairs from DATA/records into OUT/stage1/ and OUT/stage2/ "
@@ -181,9 +184,7 @@ def _pairs_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML file of pair settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set pairs_per_instance=8 --set affine.rotate=[-10,10]")
-    p.add_argument("--executor", choices=EXECUTORS, default="ray", help="ray (default) or local")
-    p.add_argument("--workers", type=int, default=None, help="CPUs for a local Ray (default: all cores)")
-    p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS)")
+    _executor_args(p)
     p.add_argument("--overwrite", action="store_true", help="delete OUT/stageN first")
     p.set_defaults(func=_run_pairs)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,24 @@ def prepare_out_dir(out_dir: Path, job: dict, overwrite: bool) -> None:
     write_json_atomic(job_file, job)
     for stale in [*out_dir.glob("*.tmp"), *(out_dir / MARKER_DIR).glob("*.tmp")]:
         stale.unlink()
+
+
+def run_parts(executor: Any, fn: Any, todo: list, label: str, unit: str, count: Any, log: Any) -> dict[str, str]:
+    """Run the unfinished parts ``todo`` (tasks with a ``name``) on ``executor`` with one progress line per part.
+
+    ``count(marker)`` is how many ``unit`` (frames, pairs) a finished part made, for the rate. Returns
+    ``{part name: error}`` of the parts that failed as a whole (our exception's traceback, or a lost worker).
+    """
+    t0 = time.perf_counter()
+    failed: dict[str, str] = {}
+    done = 0
+    for n, outcome in enumerate(executor.run(fn, todo), 1):
+        task = todo[outcome.index]
+        if outcome.ok:
+            done += count(outcome.result)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            log(f"[{label}] {task.name} done ({n}/{len(todo)}): {outcome.result['rows']} rows, {rate:.1f} {unit}/s")
+        else:
+            failed[task.name] = outcome.error or ""
+            log(f"[{label}] {task.name} FAILED ({n}/{len(todo)}):\n{outcome.error}")
+    return failed

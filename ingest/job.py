@@ -23,7 +23,8 @@ from imprint import __version__
 from imprint.archive import extract_archive, is_archive, archive_stem
 from imprint.config import config_dict, fingerprint
 from imprint.executor import Executor
-from imprint.parts import JobConflict, is_done, marker_path, prepare_out_dir, read_marker, write_json_atomic
+from imprint.parts import (JobConflict, is_done, marker_path, prepare_out_dir, read_marker, run_parts,
+                           write_json_atomic)
 from imprint.ingest.base import Group, process_group
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.sources import get_source
@@ -120,18 +121,7 @@ def run_ingest(source_name: str, root: Path, out: Path, cfg: IngestConfig, execu
     todo = [t for t in tasks if not _is_done(t)]
     log(f"[ingest {source_name}] {len(groups)} groups in {len(tasks)} parts; "
         f"{len(tasks) - len(todo)} already done, {len(todo)} to run on the {executor.name} executor")
-    failed: dict[str, str] = {}
-    frames_done = 0
-    for n, outcome in enumerate(executor.run(run_part, todo), 1):
-        task = todo[outcome.index]
-        if outcome.ok:
-            frames_done += outcome.result["frames"]
-            rate = frames_done / max(time.perf_counter() - t0, 1e-9)
-            log(f"[ingest {source_name}] {task.name} done ({n}/{len(todo)}): "
-                f"{outcome.result['rows']} records, {rate:.1f} frames/s")
-        else:
-            failed[task.name] = outcome.error or ""
-            log(f"[ingest {source_name}] {task.name} FAILED ({n}/{len(todo)}):\n{outcome.error}")
+    failed = run_parts(executor, run_part, todo, f"ingest {source_name}", "frames", lambda m: m["frames"], log)
     report = build_report(source_name, root, root_dir, out_dir, tasks, cfg, executor.name, failed, archive,
                           time.perf_counter() - t0)
     write_json_atomic(out_dir / "report.json", report)

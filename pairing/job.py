@@ -25,7 +25,7 @@ from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.plan import PairSpec, plan_pairs
 from imprint.parts import (JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker,
-                           write_json_atomic)
+                           run_parts, write_json_atomic)
 from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 from imprint.shards.writer import dataset_card, write_shard
 from imprint.stats import Drop, Stats
@@ -139,18 +139,7 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
     todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
     log(f"[pairs stage{stage}] {len(specs)} pairs planned from {', '.join(sorted(sources))} in {len(tasks)} "
         f"shards; {len(tasks) - len(todo)} already done, {len(todo)} to run on the {executor.name} executor")
-    failed: dict[str, str] = {}
-    built = 0
-    for n, outcome in enumerate(executor.run(build_shard, todo), 1):
-        task = todo[outcome.index]
-        if outcome.ok:
-            built += outcome.result["rows"]
-            rate = built / max(time.perf_counter() - t0, 1e-9)
-            log(f"[pairs stage{stage}] {task.name} done ({n}/{len(todo)}): {outcome.result['rows']} pairs, "
-                f"{rate:.1f} pairs/s")
-        else:
-            failed[task.name] = outcome.error or ""
-            log(f"[pairs stage{stage}] {task.name} FAILED ({n}/{len(todo)}):\n{outcome.error}")
+    failed = run_parts(executor, build_shard, todo, f"pairs stage{stage}", "pairs", lambda m: m["rows"], log)
     report, manifest = _finish(out_dir, stage, tasks, cfg, sources, weights, executor.name, failed,
                                time.perf_counter() - t0, split)
     log(f"[pairs stage{stage}] {manifest['rows']} pairs in {len(manifest['shards'])} shards; dropped "
