@@ -459,10 +459,11 @@ def bench_composite(work: Path, quick: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="imprint bench")
-    p.add_argument("names", nargs="*", default=list(BENCHMARKS))
+    p.add_argument("names", nargs="*", default=[])
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
+    args.names = args.names or list(BENCHMARKS)
     unknown = set(args.names) - set(BENCHMARKS)
     if unknown:
         print(f"imprint bench: unknown benchmark(s) {sorted(unknown)}; available: {', '.join(BENCHMARKS)}",

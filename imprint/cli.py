@@ -299,7 +299,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; results to bench/results/*.json",
                        description="Run the benchmarks and write bench/results/<name>.json with the machine's "
                                    "description. Targets are compared in the results, never asserted in tests.")
-    p.add_argument("names", nargs="*", default=["ingest"], help="which benchmarks (default: all available)")
+    p.add_argument("names", nargs="*", default=[],
+                   help="which benchmarks: ingest, pairs, loader, train, composite, downloads, render (default: all)")
     p.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     p.set_defaults(func=_run_bench)
