@@ -208,11 +208,8 @@ class CompositingPipeline:
         uncond = self.encoder.null(n).to(cond.dtype)
         extra = torch.cat([mask_lat, masked_lat], 1).to(dtype)
         blend_noise = torch.randn(bg_lat.shape, generator=generator, device=device, dtype=bg_lat.dtype)
-        timesteps = None
-
         def blend(latents: torch.Tensor, _t: int, i: int) -> torch.Tensor:
-            nonlocal timesteps
-            timesteps = self.scheduler.timesteps
+            timesteps = self.scheduler.timesteps  # set by denoise() before the first step
             known = bg_lat if i + 1 >= len(timesteps) else \
                 self.scheduler.add_noise(bg_lat, blend_noise, timesteps[i + 1:i + 2].repeat(n))
             return region_lat.to(latents.dtype) * latents + (1 - region_lat.to(latents.dtype)) * known.to(latents.dtype)

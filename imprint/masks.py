@@ -64,14 +64,19 @@ def packed_bbox(packed: np.ndarray) -> tuple[int, int, int, int] | None:
     return x0, y0, x1, y1
 
 
+def bits_of(image: Image.Image) -> np.ndarray:
+    """A mode-"1" PIL image as canonical bools (PIL hands them out as bools stored as 0/255 bytes)."""
+    return np.asarray(image).view(np.uint8) != 0
+
+
 def decode_mask_png(data: bytes) -> np.ndarray:
     """Decode a mask PNG (any bit depth) to a boolean array (nonzero = object)."""
     with Image.open(io.BytesIO(data)) as im:
+        if im.mode == "1":
+            return bits_of(im)
         arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 0]
-    if arr.dtype == bool:  # PIL gives mode "1" as bools stored as 0/255 bytes: make them canonical
-        arr = arr.view(np.uint8)
     return arr != 0
 
 

@@ -73,7 +73,7 @@ class VIPSeg(Source):
             images = sorted(img_dir.glob("*.jpg")) if img_dir.is_dir() else []
             frames = [Frame(name=p.stem, image=str(p), annotation=str(vip / "panomasks" / video / f"{p.stem}.png"))
                       for p in images]
-            groups.append(Group(group_id=video, frames=sorted_frames(frames), info={"vip_root": str(vip)}))
+            groups.append(Group(group_id=video, frames=sorted_frames(frames)))
         return groups
 
     def _lookup(self, annotation: str) -> dict[int, tuple[str, bool]]:

@@ -64,6 +64,11 @@ class _Records:
         table = self._tables[part]
         return {name: table[name][index] for name in RECORD_COLUMNS}
 
+    def build(self, spec: PairSpec, frames: FrameCache, cfg: PairsConfig, cubes: list[str]) -> dict[str, Any]:
+        """The shard row of ``spec`` (raises :class:`Drop` for a pair that cannot be made)."""
+        return build_pair(spec, self.row(spec.records, spec.src_row), self.row(spec.records, spec.tgt_row),
+                          frames, cfg, cubes)
+
 
 def build_shard(task: ShardTask) -> dict[str, Any]:
     """Build and write one shard; returns its marker (rows, bytes, sha256, sources, counts)."""
@@ -75,8 +80,7 @@ def build_shard(task: ShardTask) -> dict[str, Any]:
     for spec in task.specs:
         item = f"{spec.source}/{spec.group_id}/{spec.instance_id}/{spec.src_frame}->{spec.tgt_frame}"
         try:
-            row = build_pair(spec, records.row(spec.records, spec.src_row), records.row(spec.records, spec.tgt_row),
-                             frames, task.cfg, cubes)
+            row = records.build(spec, frames, task.cfg, cubes)
         except Drop as drop:
             # quality outcomes (an object gone after the crop or the affine draw) are counted only;
             # broken inputs are listed with their error too
@@ -105,8 +109,7 @@ def _rows_per_shard(specs: list[PairSpec], cfg: PairsConfig) -> int:
     sizes = []
     for spec in specs[:8]:
         try:
-            row = build_pair(spec, records.row(spec.records, spec.src_row), records.row(spec.records, spec.tgt_row),
-                             frames, cfg, cubes)
+            row = records.build(spec, frames, cfg, cubes)
         except Drop:
             continue
         sizes.append(sum(len(row[c]["bytes"]) for c in ("object", "target", "mask")) + 200)

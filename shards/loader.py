@@ -44,6 +44,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level
+from imprint.masks import bits_of
 from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 
 __all__ = [
@@ -195,8 +196,7 @@ def decode_mask(data: bytes, size: int) -> np.ndarray:
 
     with Image.open(BytesIO(data)) as img:
         if img.mode == "1":
-            # PIL hands mode "1" out as bools stored as 0/255 bytes: make them canonical 0/1
-            mask = np.asarray(img).view(np.uint8) != 0
+            mask = bits_of(img)
         else:
             mask = np.asarray(img.convert("L")) > 127
     if mask.shape != (size, size):
