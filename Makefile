@@ -29,7 +29,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test ingest pairs train-stage1 train-stage2 eval bench clean
+.PHONY: help install demo test typecheck ingest pairs train-stage1 train-stage2 eval bench clean
 
 help: ## list the targets
 	@echo "imprint: IMPRINT's training data and two-stage model"
@@ -67,8 +67,11 @@ demo: install ## install, then run the whole flow on the embedded sample data (t
 	@echo "demo: the models are tiny and randomly initialised: they check the wiring, not the quality."
 	@echo "demo: the report is $(DATA)/demo/report/report.html"
 
-test: install ## install, then run the whole test suite
+test: install typecheck ## install, then the type check and the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+typecheck: install ## mypy over the whole package (strict for the core; settings in pyproject.toml)
+	$(BIN)/mypy
 
 ingest: install ## ingest RECIPE's sources, or SOURCE (ytvos|vipseg|ppr10k|mvimgnet|sample) from ROOT, into DATA/records
 	$(IMPRINT) ingest $(if $(RECIPE),--recipe $(RECIPE),$(SOURCE) $(if $(ROOT),--root $(ROOT))) --out $(DATA) \

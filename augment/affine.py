@@ -115,7 +115,7 @@ def _as_fill(fill: Any) -> tuple[int, int, int]:
         raise ValueError(f"fill must be three ints in 0..255, got {fill!r}") from None
     if len(out) != 3 or any(not 0 <= c <= 255 for c in out) or any(float(c) != o for c, o in zip(fill, out)):
         raise ValueError(f"fill must be three ints in 0..255, got {fill!r}")
-    return out  # type: ignore[return-value]
+    return out
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 _MARKER = ".imprint-extracted.json"
@@ -32,7 +33,7 @@ class ExtractReport:
     refused: list[dict[str, str]] = field(default_factory=list)
     reused: bool = False
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"archive": self.archive, "target": self.target, "extracted": self.extracted,
                 "refused": self.refused, "reused": self.reused}
 

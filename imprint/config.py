@@ -56,7 +56,7 @@ def build_config(cls: type[C], values: dict[str, Any], where: str = "") -> C:
         if key not in fields:
             raise ConfigError(f"unknown config key {where}{key!r}; known keys: {', '.join(sorted(fields))}")
         hint = hints.get(key)
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = build_config(hint, value, f"{where}{key}.")
         elif isinstance(value, list):
             value = tuple(value)

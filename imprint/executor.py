@@ -94,10 +94,13 @@ class RayExecutor(Executor):
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, _temp_dir=temp_dir, **kwargs)
+                # "local": a private Ray sized by --workers; never join a cluster nobody named (a stale
+                # /tmp/ray/ray_current_cluster, or another user's cluster on a shared machine).
+                ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, _temp_dir=temp_dir, **kwargs)
             self._started = True
         self.max_retries = max_retries
-        self.workers = int(ray.cluster_resources().get("CPU", workers or 1))
+        self.workers = int(ray.cluster_resources().get(  # type: ignore[no-untyped-call]
+                           "CPU", workers or 1))
         self._remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_call)
 
     def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[Outcome[R]]:

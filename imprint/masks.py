@@ -66,7 +66,8 @@ def packed_bbox(packed: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def bits_of(image: Image.Image) -> np.ndarray:
     """A mode-"1" PIL image as canonical bools (PIL hands them out as bools stored as 0/255 bytes)."""
-    return np.asarray(image).view(np.uint8) != 0
+    bits: np.ndarray = np.asarray(image).view(np.uint8) != 0
+    return bits
 
 
 def decode_mask_png(data: bytes) -> np.ndarray:
@@ -77,7 +78,8 @@ def decode_mask_png(data: bytes) -> np.ndarray:
         arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 0]
-    return arr != 0
+    mask: np.ndarray = arr != 0
+    return mask
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -39,9 +39,10 @@ def marker_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir) / MARKER_DIR / f"{name}.json"
 
 
-def read_marker(out_dir: Path, name: str) -> dict | None:
+def read_marker(out_dir: Path, name: str) -> dict[str, Any] | None:
     try:
-        return json.loads(marker_path(out_dir, name).read_text())
+        marker: dict[str, Any] = json.loads(marker_path(out_dir, name).read_text())
+        return marker
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -51,7 +52,7 @@ def is_done(out_dir: Path, name: str, fingerprint: str) -> bool:
     return marker is not None and marker.get("fingerprint") == fingerprint and part_path(out_dir, name).is_file()
 
 
-def prepare_out_dir(out_dir: Path, job: dict, overwrite: bool) -> None:
+def prepare_out_dir(out_dir: Path, job: dict[str, Any], overwrite: bool) -> None:
     """Create ``out_dir`` for ``job``, refusing one built for another job unless ``overwrite``."""
     out_dir = Path(out_dir)
     job_file = out_dir / "_job.json"
@@ -67,7 +68,7 @@ def prepare_out_dir(out_dir: Path, job: dict, overwrite: bool) -> None:
         stale.unlink()
 
 
-def run_parts(executor: Any, fn: Any, todo: list, label: str, unit: str, count: Any, log: Any) -> dict[str, str]:
+def run_parts(executor: Any, fn: Any, todo: list[Any], label: str, unit: str, count: Any, log: Any) -> dict[str, str]:
     """Run the unfinished parts ``todo`` (tasks with a ``name``) on ``executor`` with one progress line per part.
 
     ``count(marker)`` is how many ``unit`` (frames, pairs) a finished part made, for the rate. Returns

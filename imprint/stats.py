@@ -26,7 +26,7 @@ class Stats:
 
     seen: int = 0
     kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, str]] = field(default_factory=list)
 
     def keep(self, n: int = 1) -> None:

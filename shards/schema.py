@@ -9,6 +9,7 @@ decodes them as images. Documented in ``docs/schema.md``.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pyarrow as pa
 
@@ -70,7 +71,7 @@ _ARROW_TO_HF = {pa.string(): "string", pa.int8(): "int8", pa.int32(): "int32", p
                 pa.float32(): "float32", pa.float64(): "float64", pa.bool_(): "bool"}
 
 
-def _hf_feature(dtype: pa.DataType) -> dict:
+def _hf_feature(dtype: pa.DataType) -> dict[str, Any]:
     """The ``datasets`` feature (as its JSON dict) of an Arrow type of this schema."""
     if pa.types.is_fixed_size_list(dtype):
         return {"feature": _hf_feature(dtype.value_type), "length": dtype.list_size, "_type": "List"}
@@ -79,7 +80,7 @@ def _hf_feature(dtype: pa.DataType) -> dict:
     return {"dtype": _ARROW_TO_HF[dtype], "_type": "Value"}
 
 
-def hf_features(schema: pa.Schema) -> dict:
+def hf_features(schema: pa.Schema) -> dict[str, Any]:
     """``datasets`` features of every column: image structs as ``Image``, the rest from Arrow."""
     return {f.name: {"_type": "Image"} if f.name in IMAGE_COLUMNS else _hf_feature(f.type) for f in schema}
 

@@ -10,10 +10,28 @@ from imprint.cli import DELEGATED, main
 REPO = Path(__file__).resolve().parents[1]
 
 
+ROOMS = ("ingest", "pairing", "augment", "shards", "train", "eval")
+
+
 def test_subpackages_are_the_repository_folders():
-    for sub in ("ingest", "pairing", "augment", "shards", "train", "eval"):
+    for sub in ROOMS:
         spec = importlib.util.find_spec(f"imprint.{sub}")
-        assert spec is not None and Path(spec.origin).parent == REPO / sub
+        assert spec is not None and Path(spec.origin).parent.resolve() == REPO / sub
+        link = REPO / "imprint" / sub  # a relative link, so any clone (and any static tool) sees the room
+        assert link.is_symlink() and str(link.readlink()) == f"../{sub}"
+
+
+@pytest.mark.slow
+def test_a_type_checker_resolves_every_room_to_its_real_signature(tmp_path):
+    # The static view: mypy from the repository root, no import hook, sees imprint.pairing.plan's real types.
+    probe = tmp_path / "probe.py"
+    probe.write_text("from imprint.pairing.plan import stable_hash\nreveal_type(stable_hash)\n"
+                     + "".join(f"import imprint.{sub}\n" for sub in ROOMS))
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent",
+                          "--config-file", str(REPO / "pyproject.toml"), str(probe)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert "def (*parts: object) -> str" in out.stdout, out.stdout
+    assert "error" not in out.stdout.replace("0 errors", ""), out.stdout
 
 
 def test_nothing_generic_lands_at_the_top_of_site_packages(tmp_path):
