@@ -11,23 +11,18 @@ different settings are never mixed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from imprint.io import write_json_atomic
 
 MARKER_DIR = "_parts"
 
 
 class JobConflict(RuntimeError):
     """The output folder was built with another config; the message says what to do."""
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def part_path(out_dir: Path, name: str) -> Path:

@@ -23,8 +23,8 @@ from imprint import __version__
 from imprint.archive import extract_archive, is_archive, archive_stem
 from imprint.config import config_dict, fingerprint
 from imprint.executor import Executor
-from imprint.parts import (JobConflict, is_done, marker_path, prepare_out_dir, read_marker, run_parts,
-                           write_json_atomic)
+from imprint.io import write_json_atomic
+from imprint.parts import JobConflict, is_done, marker_path, prepare_out_dir, read_marker, run_parts
 from imprint.ingest.base import Group, process_group
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.sources import get_source

@@ -67,7 +67,7 @@ from imprint.ingest.download import (STATUS_DIR, DownloadConfig, Fetcher, ItemSt
 from imprint.ingest.render import (DecodeError, RenderConfig, RendererUnavailable, check_glb, check_renderer,
                                    render_views)
 from imprint.media import read_label_map
-from imprint.parts import write_json_atomic
+from imprint.io import write_json_atomic
 
 HF_PREFIX = "https://huggingface.co/datasets/allenai/objaverse/resolve/main/"
 URL_ENV = "IMPRINT_OBJAVERSE_URL"

@@ -54,7 +54,7 @@ from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source
 from imprint.ingest.config import IngestConfig
 from imprint.masks import encode_mask_png
 from imprint.media import read_label_map
-from imprint.parts import write_json_atomic
+from imprint.io import write_json_atomic
 from imprint.records import frame_sort_key
 from imprint.stats import Drop, Stats
 

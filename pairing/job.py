@@ -24,8 +24,9 @@ from imprint.executor import Executor
 from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.plan import PairSpec, plan_pairs
+from imprint.io import write_json_atomic
 from imprint.parts import (JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker,
-                           run_parts, write_json_atomic)
+                           run_parts)
 from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 from imprint.shards.writer import dataset_card, write_shard
 from imprint.stats import Drop, Stats

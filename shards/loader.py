@@ -29,7 +29,6 @@ shorter; ``len()`` ignores the weights.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import zlib
@@ -44,8 +43,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level
+from imprint.io import MANIFEST, ManifestError, read_manifest
 from imprint.masks import bits_of
-from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 
 __all__ = [
     "MANIFEST",
@@ -59,14 +58,9 @@ __all__ = [
     "read_manifest",
 ]
 
-MANIFEST = "manifest.json"
 _FULL_COLUMNS = ["pair_id", "source", "seed", "object", "target", "mask"]
 _LIGHT_COLUMNS = ["source"]
 _READ_BATCH = 64  # rows per Arrow batch read from a row group
-
-
-class ManifestError(ValueError):
-    """A shard folder whose manifest is missing or unusable; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -120,38 +114,6 @@ class LoaderConfig:
             object.__setattr__(self, "source_weights", weights)
         if not isinstance(self.drop_last, bool):
             raise ValueError(f"drop_last must be a bool, got {self.drop_last!r}")
-
-
-def read_manifest(shard_dir: str | Path) -> dict:
-    """The parsed ``manifest.json`` of a shard folder (``DATA/shards/stageN``), checked for use.
-
-    Raises :class:`ManifestError` when it is missing, is not JSON, has another schema version or
-    lacks the shard list (``file`` and ``rows`` of each shard).
-    """
-    shard_dir = Path(shard_dir)
-    path = shard_dir / MANIFEST
-    if not path.is_file():
-        hint = ""
-        stages = sorted(p.name for p in shard_dir.glob("stage*") if (p / MANIFEST).is_file())
-        if stages:
-            hint = f" (it holds {', '.join(stages)}: pass one of them)"
-        raise ManifestError(f"{shard_dir} has no {MANIFEST}; build it with `imprint pairs`{hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path} is not readable JSON ({exc}); rebuild it with `imprint pairs`") from exc
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{path} must hold a JSON object; rebuild it with `imprint pairs`")
-    version = manifest.get("schema")
-    if version != SHARDS_SCHEMA_VERSION:
-        raise ManifestError(f"{path} has schema {version!r}, this imprint reads {SHARDS_SCHEMA_VERSION!r}; "
-                            "rebuild the shards with this version's `imprint pairs`")
-    shards = manifest.get("shards")
-    if not isinstance(shards, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("rows"), int)
-            and not isinstance(s.get("rows"), bool) and s["rows"] >= 0 for s in shards):
-        raise ManifestError(f"{path}: 'shards' must be a list of {{file, rows, ...}} entries")
-    return manifest
 
 
 # --- decoding -----------------------------------------------------------------------------------------
