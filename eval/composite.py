@@ -48,12 +48,12 @@ def load_job(job: dict[str, str], base: Path) -> tuple[Image.Image, np.ndarray, 
     return obj, background, mask, omask
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="imprint composite", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Composite an object (RGBA, or RGB with --object-mask) into a background where a mask (any of "
-                    "the four precision levels) or a box says, with a stage-2 model (RUN2/final). Pixels outside "
-                    "the edited region stay the background's exactly (background blending).")
+DESCRIPTION = ("Composite an object (RGBA, or RGB with --object-mask) into a background where a mask (any of the "
+               "four precision levels) or a box says, with a stage-2 model (RUN2/final). Pixels outside the edited "
+               "region stay the background's exactly (background blending).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True, help="a stage-2 export (RUN/final)")
     p.add_argument("--object", help="the object image (RGBA PNG, or RGB with --object-mask)")
     p.add_argument("--object-mask", default=None, help="the object's mask when the image has no alpha")
@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-blend", action="store_true", help="turn background blending off (ablation)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
@@ -104,7 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             Image.fromarray(out).save(target)
         if not failed:
             print(f"imprint composite: wrote {args.out or f'{len(jobs)} composites'}", file=sys.stderr)
-    except CompositeInputError as exc:
-        print(f"imprint composite: {exc}", file=sys.stderr)
-        return 2
+    except CompositeInputError:
+        raise
     return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from imprint.cli import run_command
+
+    return run_command("composite", argv)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from imprint.errors import UsageError
 from imprint.masks import mask_bbox
 from imprint.pairing.build import crop_window, remove_background, resize_image, resize_mask, square_window
 from imprint.train.models import COMPOSITOR_TYPE, ImageEncoder, ModelFolderError, read_model_config
@@ -30,7 +31,7 @@ from imprint.train.sampling import decode_latents, denoise
 SCHEDULERS = ("ddim", "dpm++")
 
 
-class CompositeInputError(ValueError):
+class CompositeInputError(UsageError, ValueError):
     """An input the pipeline cannot use; the message names the fix."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from imprint.augment.mask_levels import MaskLevelConfig, mask_levels
+from imprint.errors import UsageError
 from imprint.eval import metrics as M
 from imprint.eval.pipeline import CompositeInputError, CompositeOptions, CompositingPipeline
 from imprint.eval.testsets import Example, EvalSetError, load_test_set
@@ -105,14 +106,14 @@ def evaluate_model(name: str, model_dir: Path, examples: list[Example], levels: 
             "samples": samples, "set_metrics": set_metrics}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="imprint eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Composite a test set with each model at every mask level and score: identity (DINO and CLIP "
-                    "score of the generated region cropped to its box against the reference object, DreamSim when "
-                    "installed), realism (FID and KID on the DINO backbone's features, against the real images), "
-                    "background preservation (PSNR / SSIM / L1 outside the edited region) and shape adherence "
-                    "(IoU per mask level). Writes OUT/metrics.json and OUT/report.html.")
+DESCRIPTION = ("Composite a test set with each model at every mask level and score: identity (DINO and CLIP score "
+               "of the generated region cropped to its box against the reference object, DreamSim when installed), "
+               "realism (FID and KID on the DINO backbone's features, against the real images), background "
+               "preservation (PSNR / SSIM / L1 outside the edited region) and shape adherence (IoU per mask level). "
+               "Writes OUT/metrics.json and OUT/report.html.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", required=True, metavar="[NAME=]DIR",
                    help="a stage-2 export (RUN/final); repeat to compare checkpoints or ablations")
     p.add_argument("--test", type=Path, required=True,
@@ -126,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dino", default=DEFAULT_DINO, help="DINO backbone: hub id, folder, or 'tiny' (offline wiring check)")
     p.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP backbone: hub id, folder, or 'tiny'")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     from imprint.eval.report import write_report
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -149,9 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       if "tiny" in (args.dino, args.clip) else []),
             "models": {name: evaluate_model(name, path, examples, levels, opts, dino, clip, log=log)
                        for name, path in models.items()}}
-    except (EvalSetError, CompositeInputError, ValueError) as exc:
-        print(f"imprint eval: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:
+        if isinstance(exc, (EvalSetError, CompositeInputError)):
+            raise
+        raise UsageError(str(exc)) from exc
     metrics_path, html_path = write_report(args.out, results)
     print(f"imprint eval: wrote {metrics_path} and {html_path}", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from imprint.cli import run_command
+
+    return run_command("eval", argv)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from imprint.errors import UsageError
 from imprint.masks import decode_mask_png
 
 
@@ -29,7 +30,7 @@ class Example:
     box_only: bool = False
 
 
-class EvalSetError(ValueError):
+class EvalSetError(UsageError, ValueError):
     """A test set that cannot be read; the message says which layout is expected."""
 
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from imprint.errors import ImprintError
+
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 _MARKER = ".imprint-extracted.json"
 
 
-class ArchiveError(ValueError):
+class ArchiveError(ImprintError, ValueError):
     """An archive that cannot be read at all."""
 
 

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from imprint.errors import UsageError
+
 BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render")
 
 
@@ -457,25 +459,29 @@ def bench_composite(work: Path, quick: bool) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="imprint bench")
-    p.add_argument("names", nargs="*", default=[])
-    p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    args.names = args.names or list(BENCHMARKS)
-    unknown = set(args.names) - set(BENCHMARKS)
+DESCRIPTION = ("Run the benchmarks and write bench/results/<name>.json with the machine's description. Targets are "
+               "compared in the results, never asserted in tests.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="*", default=[],
+                   help="which benchmarks: ingest, pairs, loader, train, composite, downloads, render (default: all)")
+    p.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
+    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = args.names or list(BENCHMARKS)
+    unknown = set(names) - set(BENCHMARKS)
     if unknown:
-        print(f"imprint bench: unknown benchmark(s) {sorted(unknown)}; available: {', '.join(BENCHMARKS)}",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown benchmark(s) {sorted(unknown)}; available: {', '.join(BENCHMARKS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     from imprint.ingest.download import bench_downloads
     from imprint.ingest.render import bench_render
 
     runners = {"ingest": bench_ingest, "pairs": bench_pairs, "loader": bench_loader, "train": bench_train,
                "composite": bench_composite, "downloads": bench_downloads, "render": bench_render}
-    for name in args.names:
+    for name in names:
         with tempfile.TemporaryDirectory(prefix=f"imprint-bench-{name}-") as tmp:
             result = runners[name](Path(tmp), args.quick)
         result = {"benchmark": name, "quick": args.quick, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -485,3 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({k: result[k] for k in result if k not in ("machine",)}, indent=1))
         print(f"imprint bench: wrote {path}", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from imprint.cli import run_command
+
+    return run_command("bench", argv)

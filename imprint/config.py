@@ -10,10 +10,12 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from imprint.errors import UsageError
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A config file or override that cannot be used; the message says what to fix."""
 
 

@@ -9,6 +9,7 @@ worker (killed, out of memory) is retried by Ray up to ``max_retries`` times.
 
 from __future__ import annotations
 
+import argparse
 import os
 import traceback
 from abc import ABC, abstractmethod
@@ -127,6 +128,15 @@ class RayExecutor(Executor):
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--workers`` and ``--ray-address``: the same options on every command that runs a job."""
+    p.add_argument("--executor", choices=EXECUTORS, default="ray",
+                   help="ray (default; local Ray, or a cluster via --ray-address/RAY_ADDRESS) or local "
+                        "(in-process, for tests and debugging); both write identical outputs")
+    p.add_argument("--workers", type=int, default=None, help="CPUs for a local Ray (default: all cores)")
+    p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS)")
 
 
 def make_executor(name: str, workers: int | None = None, address: str | None = None) -> Executor:

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from imprint.errors import ImprintError
 from imprint.io import write_json_atomic
 
 MARKER_DIR = "_parts"
 
 
-class JobConflict(RuntimeError):
+class JobConflict(ImprintError, RuntimeError):
     """The output folder was built with another config; the message says what to do."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from imprint.errors import ImprintError
 from imprint.ingest.config import IngestConfig
 from imprint.masks import encode_packed_png, pack_mask, packed_bbox
 from imprint.media import probe_image
@@ -23,7 +24,7 @@ from imprint.records import ObjectRecord, frame_sort_key
 from imprint.stats import Drop, Stats
 
 
-class LayoutError(ValueError):
+class LayoutError(ImprintError, ValueError):
     """The root is not the expected official layout; the message says what was expected."""
 
 

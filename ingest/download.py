@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imprint import __version__
+from imprint.errors import ImprintError
 from imprint.executor import Executor
 
 OK_STATUSES = frozenset({"ok", "cached"})
@@ -64,7 +65,7 @@ DEFAULT_USER_AGENT = f"imprint/{__version__} (dataset builder; python-httpx)"
 WRITE_BLOCK = 2**20  # bytes buffered before a write: fewer GIL hand-offs with many threads
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ImprintError, RuntimeError):
     """A download job could not run, or some of its tasks failed as a whole; the message says what to do."""
 
 

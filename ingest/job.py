@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from imprint import __version__
 from imprint.archive import extract_archive, is_archive, archive_stem
 from imprint.config import config_dict, fingerprint
+from imprint.errors import ImprintError
 from imprint.executor import Executor
 from imprint.io import write_json_atomic
 from imprint.parts import JobConflict, is_done, marker_path, prepare_out_dir, read_marker, run_parts
@@ -34,7 +35,7 @@ from imprint.stats import Stats
 ROW_GROUP_SIZE = 256
 
 
-class IngestError(RuntimeError):
+class IngestError(ImprintError, RuntimeError):
     """The job could not run or finished with failed parts."""
 
 

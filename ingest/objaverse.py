@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from imprint import __version__
+from imprint.errors import ImprintError
 from imprint.executor import Executor
 from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_mask, sorted_frames
 from imprint.ingest.config import IngestConfig
@@ -81,7 +82,7 @@ UID_RE = re.compile(r"^[0-9a-f]{32}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ObjaverseError(RuntimeError):
+class ObjaverseError(ImprintError, RuntimeError):
     """The fetch job cannot run (bad arguments, unreachable index, renderer missing); says what to do."""
 
 

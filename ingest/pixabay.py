@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from imprint.errors import ImprintError
 from imprint.executor import Executor
 from imprint.ingest.download import (DEFAULT_USER_AGENT, DownloadConfig, DownloadError, backoff_delay,
                                      parse_retry_after, raise_for_failed_tasks, redact_url, run_downloads, scrub,
@@ -57,7 +58,7 @@ KEEP_FIELDS = ("id", "pageURL", "type", "tags", "user", "user_id", "imageWidth",
                "views", "downloads", "likes")
 
 
-class PixabayError(RuntimeError):
+class PixabayError(ImprintError, RuntimeError):
     """The Pixabay API refused or failed; the message says what to do."""
 
 

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from imprint.errors import ImprintError
+
 BACKENDS = ("pyrender", "blender")
 PLATFORMS = ("auto", "osmesa", "egl")
 GLB_MAGIC = b"glTF"
@@ -56,7 +58,7 @@ INSTALL_HINT = ("run scripts/system-deps.sh as root (or `make install`) for the 
 View = tuple[np.ndarray, dict[str, Any]]
 
 
-class RenderError(RuntimeError):
+class RenderError(ImprintError, RuntimeError):
     """The object could not be rendered (bad file, no triangles, renderer missing)."""
 
 

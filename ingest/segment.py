@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
+from imprint.errors import ImprintError
 from imprint.masks import decode_mask_png, encode_mask_png
 
 RECOMMENDED_SEGMENTERS = {
@@ -61,7 +62,7 @@ COCO_THINGS = frozenset((
 DROP_REASONS = ("not_thing", "area_too_small", "area_too_large", "fragmented", "cut_by_border", "too_many_objects")
 
 
-class SegmenterError(RuntimeError):
+class SegmenterError(ImprintError, RuntimeError):
     """The segmentation model cannot be loaded or used; the message says what to do."""
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from imprint.errors import UsageError
 from imprint.executor import Executor
 from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source
 from imprint.ingest.config import IngestConfig
@@ -55,7 +56,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 LIST_FILE = "list.jsonl"
 
 
-class UrlListError(ValueError):
+class UrlListError(UsageError, ValueError):
     """The URL list cannot be read or lacks a column; the message says what is expected."""
 
 

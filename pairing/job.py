@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from imprint import __version__
 from imprint.config import config_dict, fingerprint
+from imprint.errors import ImprintError
 from imprint.executor import Executor
 from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
@@ -34,7 +35,7 @@ from imprint.stats import Drop, Stats
 RECORD_COLUMNS = ["image_uri", "mask", "bbox", "width", "height", "category"]
 
 
-class PairsError(RuntimeError):
+class PairsError(ImprintError, RuntimeError):
     """The job could not run or finished with failed shards."""
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from imprint.augment.mask_levels import NUM_LEVELS, MaskLevelConfig, mask_levels
-from imprint.shards.loader import read_manifest
+from imprint.errors import UsageError
+from imprint.io import read_manifest
 from imprint.shards.verify import shard_dirs
 
 __all__ = ["main", "render_row", "sample_rows", "write_preview"]
@@ -181,27 +182,31 @@ def write_preview(shard_dir: str | Path, out_html: str | Path, n: int = 32, seed
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``imprint preview PATH --n 32 --out preview.html [--seed 0]``."""
-    from imprint.shards.loader import ManifestError
+DESCRIPTION = ("Write a self-contained HTML contact sheet of shard samples: object, target, target with the mask, "
+               "the four mask levels, and each pair's ids and augmentation parameters.")
 
-    parser = argparse.ArgumentParser(
-        prog="imprint preview",
-        description="Write a self-contained HTML contact sheet of shard samples: object, target, target with "
-                    "the mask, the four mask levels, and each pair's ids and augmentation parameters.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``imprint preview PATH --n 32 --out preview.html [--seed 0]``."""
     parser.add_argument("path", type=Path, help="DATA/shards/stageN, or DATA/shards for every stage")
     parser.add_argument("--n", type=int, default=32, help="samples to show")
     parser.add_argument("--out", type=Path, default=Path("preview.html"), help="the HTML file to write")
     parser.add_argument("--seed", type=int, default=0, help="which rows are drawn")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         out = write_preview(args.path, args.out, n=args.n, seed=args.seed)
-    except (ManifestError, ValueError, OSError) as exc:
-        print(f"imprint preview: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     print(f"imprint preview: wrote {out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from imprint.cli import run_command
+
+    return run_command("preview", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from imprint.shards.loader import MANIFEST, ManifestError, read_manifest
+from imprint.io import MANIFEST, ManifestError, read_manifest
 from imprint.shards.schema import IMAGE_COLUMNS, SHARD_SCHEMA
 
 __all__ = ["main", "schema_problems", "shard_dirs", "verify_shards"]
@@ -250,15 +250,17 @@ def verify_shards(shard_dir: str | Path, workers: int | None = None) -> list[str
     return problems
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``imprint verify PATH``: print each problem (exit 1) or a one-line OK summary (exit 0)."""
-    parser = argparse.ArgumentParser(
-        prog="imprint verify",
-        description="Check pair shards against their manifest: hashes, sizes, row counts, schema, and that "
-                    "every image decodes. PATH is DATA/shards/stageN, or DATA/shards to check every stage.")
+DESCRIPTION = ("Check pair shards against their manifest: hashes, sizes, row counts, schema, and that every image "
+               "decodes. PATH is DATA/shards/stageN, or DATA/shards to check every stage.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a shard folder (with manifest.json) or a folder of stage*/")
     parser.add_argument("--workers", type=int, default=None, help="parts checked in parallel (default: <= 8 CPUs)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``imprint verify PATH``: print each problem (exit 1) or a one-line OK summary (exit 0)."""
     problems: list[str] = []
     lines = []
     for d in shard_dirs(args.path):
@@ -273,6 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"imprint verify: OK: {'; '.join(lines)}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from imprint.cli import run_command
+
+    return run_command("verify", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

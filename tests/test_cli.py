@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from imprint.cli import DELEGATED, main
+from imprint.cli import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_nothing_generic_lands_at_the_top_of_site_packages(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("command", ["ingest", "pairs", "train", "bench", *DELEGATED])
+@pytest.mark.parametrize("command", [c.name for c in COMMANDS])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -75,3 +75,24 @@ def test_wrong_layout_fails_at_once_saying_what_was_expected(tmp_path, capsys):
                      "--executor", "local"]) == 1
         err = capsys.readouterr().err
         assert "is not a" in err and expected in err, err
+
+
+def test_help_and_verify_never_import_torch(tmp_path):
+    # Only the chosen command's module is imported: `imprint --help` and `imprint verify` stay light.
+    code = ("import sys; from imprint.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "main(['verify', sys.argv[1]])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_expected_failure_is_one_line_without_traceback_unless_debug(tmp_path, capsys, debug):
+    argv = ["preview", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.html")] + (["--debug"] if debug else [])
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "imprint preview:" in err and "manifest.json" in err and "imprint pairs" in err
+    assert ("Traceback" in err) == debug
+    if not debug:
+        assert len(err.strip().splitlines()) == 1, err

@@ -8,11 +8,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from imprint.errors import ImprintError
+
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
 
 
-class ResumeError(FileNotFoundError):
+class ResumeError(ImprintError, FileNotFoundError):
     """``--resume`` named nothing usable: never a silent fresh start."""
 
 

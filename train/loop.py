@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from imprint import __version__
+from imprint.errors import ImprintError
 from imprint.shards.loader import LoaderConfig, ManifestError, ShardLoader, prepare_batch, read_manifest
 from imprint.train import checkpoint as ckpt
 from imprint.train.config import TrainConfig
@@ -21,7 +22,7 @@ from imprint.train.parts import (apply_lrs, condition, diffusion_loss, group_lrs
                                  stage_inputs, warmup_factor)
 
 
-class TrainError(RuntimeError):
+class TrainError(ImprintError, RuntimeError):
     """Training cannot go on; the message says what to do."""
 
 

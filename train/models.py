@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from imprint.errors import ImprintError
 from imprint.train.config import AdapterConfig, TrainConfig
 
 ENCODER_TYPE = "imprint-image-encoder"
@@ -22,7 +23,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(ImprintError, ValueError):
     """A model folder that is not what the caller needs; the message says which one to pass."""
 
 

@@ -1,0 +1,91 @@
+"""``imprint pairs``: ``DATA/records`` -> stage-1 view pairs and stage-2 compositing pairs as shards."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from imprint.errors import UsageError
+from imprint.executor import add_executor_arguments
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Build IMPRINT's training pairs from DATA/records into OUT/stage1/ and OUT/stage2/ (part-NNNNN.parquet, "
+    "manifest.json, README.md dataset card, report.json). Stage 1: two views of one instance with "
+    "1 <= |i - j| <= window, backgrounds removed. Stage 2: an object cut from one frame (or the image itself) "
+    "and augmented P(T(.)), the target the other frame. Same records, config and seed give byte-identical "
+    "shards; rerunning resumes.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--records", type=Path, required=True, help="DATA/records (from imprint ingest)")
+    p.add_argument("--out", type=Path, required=True, help="DATA/shards; stage N goes to OUT/stageN/")
+    p.add_argument("--stage", type=int, choices=(1, 2), action="append", default=None,
+                   help="which stage(s) to build (repeatable; default both)")
+    p.add_argument("--sources", default=None,
+                   help="comma-separated sources; with one --stage they all feed it, otherwise each feeds its "
+                        "paper stage (multi-view -> 1, video/images -> 2). Default: every source present")
+    p.add_argument("--recipe", type=Path, default=None,
+                   help="a data recipe (configs/data/*.yaml): sources, their stage, caps, weights, pair settings")
+    p.add_argument("--window", type=int, default=None, help="stage-1 view window (default 7)")
+    p.add_argument("--seed", type=int, default=None, help="sampling and augmentation seed (default 0)")
+    p.add_argument("--resolution", type=int, default=None, help="target resolution in pixels (default 512)")
+    p.add_argument("--holdout", type=float, default=None,
+                   help="fraction of groups held out (by hash) into OUT/stageN-holdout/ for validation and eval")
+    p.add_argument("--config", type=Path, default=None, help="YAML file of pair settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set pairs_per_instance=8 --set affine.rotate=[-10,10]")
+    add_executor_arguments(p)
+    p.add_argument("--overwrite", action="store_true", help="delete OUT/stageN first")
+
+
+def run(args: argparse.Namespace) -> int:
+    from imprint.config import load_config
+    from imprint.executor import make_executor
+    from imprint.pairing.config import PairsConfig, default_stage
+    from imprint.pairing.job import PairsError, run_pairs
+    from imprint.recipe import load_recipe
+
+    flags = [f"{k}={v}" for k, v in (("window", args.window), ("seed", args.seed),
+                                     ("resolution", args.resolution), ("holdout", args.holdout)) if v is not None]
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=recipe.pairs if recipe else None)
+    present = sorted(p.name for p in args.records.iterdir() if p.is_dir()) if args.records.is_dir() else []
+    try:
+        if recipe is not None:
+            specs = {n: (s.stage, s.pairs_per_instance or cfg.pairs_per_instance, s.weight)
+                     for n, s in recipe.sources.items() if n in present}
+        else:
+            names = args.sources.split(",") if args.sources else present
+            forced = args.stage[0] if args.sources and args.stage and len(args.stage) == 1 else None
+            specs = {n: (forced or default_stage(n), cfg.pairs_per_instance, 1.0) for n in names}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not specs:
+        raise UsageError(f"no records under {args.records}; run `imprint ingest` first")
+    status = 0
+    with make_executor(args.executor, args.workers, args.ray_address) as executor:
+        for stage in sorted(set(args.stage or (1, 2))):
+            chosen = {n: s for n, s in specs.items() if s[0] == stage}
+            if not chosen:
+                log.warning("imprint pairs: no source feeds stage %d; skipped", stage)
+                continue
+            splits = [("train", f"stage{stage}"), ("holdout", f"stage{stage}-holdout")] if cfg.holdout else \
+                [("all", f"stage{stage}")]
+            for split, folder in splits:
+                try:
+                    run_pairs(args.records, args.out / folder, stage, {n: s[1] for n, s in chosen.items()}, cfg,
+                              executor, weights={n: s[2] for n, s in chosen.items()}, overwrite=args.overwrite,
+                              split=split)
+                except PairsError as exc:  # one stage failing never stops the other
+                    log.error("imprint pairs stage %d (%s): %s", stage, split, exc)
+                    status = 1
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    from imprint.cli import run_command
+
+    return run_command("pairs", argv)
