@@ -75,3 +75,16 @@ def test_reading_a_manifest_never_imports_torch(tmp_path):
     code = ("import sys; from imprint.io import read_shard_rows; read_shard_rows(sys.argv[1]); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code, str(folder)], check=True)
+
+
+def test_an_unreachable_model_is_one_clear_error(tmp_path):
+    from imprint.hub import ModelUnavailable, load_pretrained
+
+    def offline(name, **_kw):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    with pytest.raises(ModelUnavailable, match="cannot load the DINOv2 encoder 'facebook/dinov2-giant'.*pass its folder"):
+        load_pretrained(offline, "facebook/dinov2-giant", "the DINOv2 encoder")
+    with pytest.raises(ModelUnavailable, match="complete model folder"):
+        load_pretrained(offline, tmp_path, "the UNet")
+    assert load_pretrained(lambda name, **kw: (name, kw), "x", "y", subfolder="unet") == ("x", {"subfolder": "unet"})
