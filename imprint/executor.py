@@ -22,6 +22,7 @@ import argparse
 import copy
 import logging
 import os
+import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
@@ -35,6 +36,8 @@ R = TypeVar("R")
 EXECUTORS = ("local", "ray")
 
 log = logging.getLogger(__name__)
+
+WINDOW_REFRESH_S = 10.0  # how often a job looks again at the cluster's size
 
 # Ray's errors for a task whose worker or node went away (not our code): the task is run again.
 LOST_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "RaySystemError",
@@ -169,15 +172,17 @@ class RayExecutor(Executor):
 
     def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[Outcome[R]]:
         ray = self._ray
-        options, slots = task_options(self.request, ray.cluster_resources())
+        options, _ = task_options(self.request, ray.cluster_resources())
         remote = self._remote.options(**options)
         fn_ref = ray.put(fn)
         pending: dict[Any, int] = {}
         retried: dict[int, int] = {}
         again: deque[int] = deque()
         next_task = 0
-        window = max(2, 2 * slots)
+        window, resized = self._window(), time.monotonic()
         while next_task < len(tasks) or again or pending:
+            if time.monotonic() - resized > WINDOW_REFRESH_S:  # nodes join (autoscaling) and leave
+                window, resized = self._window(), time.monotonic()
             while (again or next_task < len(tasks)) and len(pending) < window:
                 if again:
                     index = again.popleft()
@@ -192,6 +197,10 @@ class RayExecutor(Executor):
                     again.append(index)
                 else:
                     yield outcome
+
+    def _window(self) -> int:
+        """Tasks kept in flight: twice those that fit on the cluster now, so that no slot waits for the driver."""
+        return max(2, 2 * task_options(self.request, self._ray.cluster_resources())[1])
 
     def _collect(self, ref: Any, index: int, retried: dict[int, int]) -> Outcome[Any] | None:
         """The task's outcome, or None when its worker or node was lost and it is to run again."""

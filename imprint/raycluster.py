@@ -89,7 +89,7 @@ def join(ray: Any, address: str, origin: str) -> None:
     try:
         with connect_budget():
             ray.init(address=address, **INIT_SETTINGS)
-    except (ConnectionError, RuntimeError) as exc:
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:  # RayError: AuthenticationError
         with contextlib.suppress(Exception):
             ray.shutdown()
         raise join_error(exc, address, origin, f"{host}:{port}", token) from exc
@@ -180,11 +180,16 @@ def _reload_ray_config() -> None:
 
 def join_error(exc: BaseException, address: str, origin: str, target: str, token: bool) -> RayClusterError:
     """The one-line reason a connection that passed the probe still failed."""
-    text = " ".join(f"{exc} {exc.__cause__ or ''}".split())
-    if "InvalidAuthToken" in text or "AuthenticationError" in text or "Unauthenticated" in text:
-        have = ("the token found here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) is not the "
-                "cluster's" if token else "no token was found here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-                "~/.ray/auth_token)")
+    text = " ".join(f"{type(exc).__name__} {exc} {exc.__cause__ or ''}".split())
+    if any(k in text for k in ("AuthenticationError", "InvalidAuthToken", "Unauthenticated")):
+        mode = os.environ.get("RAY_AUTH_MODE", "")
+        where = "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+        if "no authentication token was found" in text.lower() or not (token or mode):
+            have = f"no token was found here {where}"
+        elif token:
+            have = f"the token found here {where} is not the cluster's"
+        else:
+            have = f"RAY_AUTH_MODE={mode} is set here (unset it)"
         return RayClusterError(f"the Ray cluster at {address} ({origin}) requires its token and {have}: run "
                                f"`ray get-auth-token` on the head and put the token in ~/.ray/auth_token on this "
                                f"machine, or export RAY_AUTH_TOKEN")

@@ -153,14 +153,19 @@ def test_a_named_cluster_is_joined_with_no_extra_setting(cluster, sample_roots, 
     assert parts(tmp_path / "flag") == parts(tmp_path / "env") == parts(reference)
 
 
-def test_a_cluster_whose_token_is_missing_here_says_so_in_one_line(cluster, sample_roots, tmp_path):
-    run = ingest(sample_roots, tmp_path / "out", cluster.root, "--ray-address", cluster.head.address,
-                 HOME=str(tmp_path / "elsewhere"))
+@pytest.mark.parametrize("token,says", [("missing", "no token was found here"),
+                                        ("wrong", "the token found here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                                                  "~/.ray/auth_token) is not the cluster's")])
+def test_a_cluster_whose_token_is_not_here_says_so_in_one_line(cluster, sample_roots, tmp_path, token, says):
+    env = {"HOME": str(tmp_path / "elsewhere")}
+    if token == "wrong":
+        env["RAY_AUTH_TOKEN"] = "0123456789abcdef" * 2
+    run = ingest(sample_roots, tmp_path / "out", cluster.root, "--ray-address", cluster.head.address, **env)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith(f"imprint ingest: the Ray cluster at {cluster.head.address} (--ray-address) requires "
-                           f"its token and no token was found here")
-    assert "ray get-auth-token" in last
+                           f"its token and {says}")
+    assert "run `ray get-auth-token` on the head" in last
 
 
 @pytest.mark.parametrize("how", ["--ray-address", "RAY_ADDRESS"])
