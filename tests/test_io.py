@@ -35,6 +35,20 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
+def test_replace_dir_moves_a_finished_folder_over_the_old_one(tmp_path):
+    new, dst = tmp_path / "new.partial", tmp_path / "dst"
+    dst.mkdir()
+    (dst / "old.txt").write_text("old")
+    new.mkdir()
+    (new / "a.txt").write_text("a")
+    io.replace_dir(new, dst)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst"] and [p.name for p in dst.iterdir()] == ["a.txt"]
+    again = tmp_path / "again"
+    again.mkdir()
+    io.replace_dir(again, tmp_path / "fresh")  # nothing there before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "fresh"]
+
+
 def _shard_folder(tmp_path, sizes, group_rows):
     from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 
