@@ -42,6 +42,7 @@ Mask binarisation: one rule
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,9 +71,11 @@ def binarize(mask: np.ndarray, full_scale: float | None = None) -> np.ndarray:
     arr = np.asarray(mask)
     if arr.dtype == np.bool_:
         return arr
+    integer = arr.dtype.kind in "iu"
     if full_scale is None:
-        full_scale = 255.0 if arr.dtype.kind in "iu" and arr.size and int(arr.max()) > 1 else 1.0
-    inside: np.ndarray = arr >= full_scale / 2.0
+        full_scale = 255.0 if integer and arr.size and int(arr.max()) > 1 else 1.0
+    # integers compare as integers: x >= 127.5 is x >= 128, x >= 0.5 is x >= 1
+    inside: np.ndarray = arr >= (math.ceil(full_scale / 2.0) if integer else full_scale / 2.0)
     return inside
 
 
