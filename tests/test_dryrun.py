@@ -249,3 +249,18 @@ def test_gpu_kernels_autocast_and_fused_attention():
     with kernels, live:
         out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     assert out.shape == (2, 1, n, 64) and live.live < 2 * n * 64 * 4 + 2 * n * 4 * 2  # output + log-sum-exp
+
+
+def test_stage2_dry_run_takes_a_stage1_encoder_export(tmp_path):
+    cfg1, cfg2 = config("stage1-tiny"), config("stage2-tiny")
+    unet, _, _ = load_components(cfg1)
+    export = ImageEncoder.build(cfg1, unet.config.cross_attention_dim).save_pretrained(tmp_path / "encoder", stage=1)
+    report = dry_run(cfg2, encoder_path=export)
+    fresh = dry_run(cfg2)
+    assert report["modules"]["adapter"]["config"] == f"--encoder {export}"
+    assert report["modules"]["encoder"]["config"] == f"folder {export / 'dinov2' / 'config.json'}"
+    assert {k: v["params"] for k, v in report["modules"].items()} == {k: v["params"] for k, v in fresh["modules"].items()}
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "config.json").write_text(json.dumps({"type": "imprint-compositor"}))
+    with pytest.raises(DryRunError, match="stage-2 compositor export; --encoder takes the encoder/ folder"):
+        dry_run(cfg2, encoder_path=tmp_path / "final")
