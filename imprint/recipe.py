@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from imprint.config import ConfigError, load_yaml
 
 RECIPE_KEYS = ("name", "description", "ingest", "ingest_config", "sources", "pairs")
