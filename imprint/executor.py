@@ -147,7 +147,7 @@ class RayExecutor(Executor):
         except ImportError as exc:  # pragma: no cover - ray is a dependency
             raise RuntimeError("the ray executor needs Ray: pip install 'ray[default]' "
                                "(or run with --executor local)") from exc
-        self._ray = ray
+        self._ray: Any = ray  # the module, typed loosely: Ray ships partial stubs
         self._started = False
         named = raycluster.named_address(address)
         if not ray.is_initialized():
