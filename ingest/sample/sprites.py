@@ -14,7 +14,6 @@ from imprint.ingest.sample.textures import (flat_colour, logo_parts, object_text
                                             skimage_image, value_noise)
 
 
-
 # --------------------------------------------------------------------------- shapes (alpha in [0, 1])
 
 
