@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from imprint.geometry import binarize
+
 __all__ = [
     "AffineConfig",
     "AffineParams",
@@ -198,7 +200,7 @@ def apply_affine(
     import cv2
 
     img = np.ascontiguousarray(image)
-    msk = (mask != 0).view(np.uint8)  # 0/1, C-contiguous
+    msk = np.ascontiguousarray(binarize(mask)).view(np.uint8)  # 0/1, C-contiguous
     if params.flip:
         img, msk = fgeometric.hflip(img), fgeometric.hflip(msk)
     # albumentations' own functional path of A.Affine with every range collapsed to the drawn value
@@ -216,7 +218,7 @@ def apply_affine(
                                      border_mode=cv2.BORDER_CONSTANT, output_shape=(h, w))
     out_msk = fgeometric.warp_affine(msk, matrix, interpolation=cv2.INTER_NEAREST, fill=0,
                                      border_mode=cv2.BORDER_CONSTANT, output_shape=(h, w))
-    return np.ascontiguousarray(out_img), out_msk != 0
+    return np.ascontiguousarray(out_img), binarize(out_msk, full_scale=1)
 
 
 def is_degenerate(mask_after: np.ndarray, mask_before: np.ndarray, min_keep: float = 0.25) -> bool:

@@ -38,23 +38,55 @@ from imprint.augment import (  # noqa: E402
 )
 from imprint.masks import mask_bbox  # noqa: E402
 
-# the T and the P that change nothing
-IDENTITY_AFFINE = AffineParams(angle=0.0, scale=1.0, shear_x=0.0, shear_y=0.0, tx=0.0, ty=0.0, flip=False)
-IDENTITY_COLOR = ColorParams(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, None)
+
+# ---------------------------------------------------------------- references (what the production code must equal)
 
 
-def _write_cube_file(path: Path, table: np.ndarray, title: str | None = None) -> None:
-    """A 3-channel cubic LUT (``(n, n, n, 3)``, ``[b, g, r]``) as an Adobe ``.cube`` file, red fastest."""
-    n = table.shape[0]
-    lines = [f'TITLE "{title}"'] if title else []
+def identity_affine() -> AffineParams:
+    """The T that changes nothing."""
+    return AffineParams(angle=0.0, scale=1.0, shear_x=0.0, shear_y=0.0, tx=0.0, ty=0.0, flip=False)
+
+
+def identity_color() -> ColorParams:
+    """The P that changes nothing."""
+    return ColorParams(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, None)
+
+
+def write_cube_file(
+    path: str | os.PathLike[str],
+    table: np.ndarray | ImageFilter.Color3DLUT,
+    title: str | None = None,
+) -> Path:
+    """Write a 3-channel cubic LUT (``(n, n, n, 3)`` ``[b, g, r]`` array or Color3DLUT) as an Adobe ``.cube`` file.
+
+    Lines are written red-fastest, the order ``pillow_lut.load_cube_file`` reads back.
+    """
+    if isinstance(table, ImageFilter.Color3DLUT):
+        if table.channels != 3:
+            raise ValueError("only 3-channel LUTs can be written")
+        n1, n2, n3 = table.size
+        table = np.asarray(table.table, dtype=np.float64).reshape(n3, n2, n1, 3)
+    arr = np.asarray(table, dtype=np.float64)
+    n = arr.shape[0]
+    if arr.shape != (n, n, n, 3) or n < 2:
+        raise ValueError(f"table must be (n, n, n, 3) with n >= 2, got {arr.shape}")
+    lines = []
+    if title:
+        lines.append(f'TITLE "{title}"')
     lines.append(f"LUT_3D_SIZE {n}")
-    lines.extend(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in np.asarray(table, np.float64).reshape(-1, 3).tolist())
-    path.write_text("\n".join(lines) + "\n")
+    lines.extend(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in arr.reshape(-1, 3).tolist())
+    out = Path(path)
+    out.write_text("\n".join(lines) + "\n")
+    return out
 
 
-def _affine_by_transform_objects(image: np.ndarray, mask: np.ndarray, params: AffineParams,
-                                 fill: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """``apply_affine`` through albumentations' ``A.HorizontalFlip`` and ``A.Affine`` objects: the reference."""
+def apply_affine_transform(
+    image: np.ndarray,
+    mask: np.ndarray,
+    params: AffineParams,
+    fill: tuple[int, int, int] = (255, 255, 255),
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`apply_affine` through ``A.HorizontalFlip`` and ``A.Affine`` transform objects (the reference)."""
     import albumentations as A
 
     img = np.ascontiguousarray(image)
@@ -62,13 +94,21 @@ def _affine_by_transform_objects(image: np.ndarray, mask: np.ndarray, params: Af
     if params.flip:
         out = A.HorizontalFlip(p=1.0)(image=img, mask=msk)
         img, msk = out["image"], out["mask"]
-    warp = A.Affine(scale=(params.scale, params.scale),
-                    translate_percent={"x": (params.tx, params.tx), "y": (params.ty, params.ty)},
-                    rotate=(params.angle, params.angle),
-                    shear={"x": (params.shear_x, params.shear_x), "y": (params.shear_y, params.shear_y)},
-                    interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST, fit_output=False,
-                    keep_ratio=False, balanced_scale=False, border_mode=cv2.BORDER_CONSTANT, fill=fill, fill_mask=0,
-                    p=1.0)
+    warp = A.Affine(
+        scale=(params.scale, params.scale),
+        translate_percent={"x": (params.tx, params.tx), "y": (params.ty, params.ty)},
+        rotate=(params.angle, params.angle),
+        shear={"x": (params.shear_x, params.shear_x), "y": (params.shear_y, params.shear_y)},
+        interpolation=cv2.INTER_LINEAR,
+        mask_interpolation=cv2.INTER_NEAREST,
+        fit_output=False,
+        keep_ratio=False,
+        balanced_scale=False,
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=tuple(fill),
+        fill_mask=0,
+        p=1.0,
+    )
     out = warp(image=img, mask=msk)
     return np.ascontiguousarray(out["image"]), out["mask"] != 0
 
@@ -139,7 +179,7 @@ def test_affine_is_deterministic_whatever_the_global_random_state():
 def test_affine_identity_returns_input():
     rng = np.random.default_rng(2)
     img, mask = _image(rng), _blob(rng, 96, 128)
-    out_img, out_mask = apply_affine(img, mask, IDENTITY_AFFINE)
+    out_img, out_mask = apply_affine(img, mask, identity_affine())
     assert np.array_equal(out_img, img)
     assert np.array_equal(out_mask, mask)
 
@@ -147,7 +187,7 @@ def test_affine_identity_returns_input():
 def test_affine_flip_flips():
     rng = np.random.default_rng(3)
     img, mask = _image(rng), _blob(rng, 96, 128)
-    flip = AffineParams(**{**IDENTITY_AFFINE.to_dict(), "flip": True})
+    flip = AffineParams(**{**identity_affine().to_dict(), "flip": True})
     out_img, out_mask = apply_affine(img, mask, flip)
     assert np.array_equal(out_img, img[:, ::-1])
     assert np.array_equal(out_mask, mask[:, ::-1])
@@ -157,7 +197,7 @@ def test_affine_fill_outside_and_mask_zero_outside():
     rng = np.random.default_rng(4)
     img = _image(rng)
     mask = np.ones((96, 128), bool)
-    small = AffineParams(**{**IDENTITY_AFFINE.to_dict(), "scale": 0.5})
+    small = AffineParams(**{**identity_affine().to_dict(), "scale": 0.5})
     out_img, out_mask = apply_affine(img, mask, small, fill=(10, 200, 30))
     assert (out_img[0, 0] == (10, 200, 30)).all() and (out_img[-1, -1] == (10, 200, 30)).all()
     assert not out_mask[0, 0] and not out_mask[-1, -1] and out_mask[48, 64]
@@ -167,7 +207,7 @@ def test_affine_fill_outside_and_mask_zero_outside():
 def test_affine_translate_moves_by_whole_pixels():
     img = np.full((64, 100, 3), 255, np.uint8)
     mask = _rect_mask(64, 100, 20, 30, 40, 50)
-    params = AffineParams(**{**IDENTITY_AFFINE.to_dict(), "tx": 0.1, "ty": -0.25})
+    params = AffineParams(**{**identity_affine().to_dict(), "tx": 0.1, "ty": -0.25})
     _, out = apply_affine(img, mask, params)
     assert mask_bbox(out) == (50, 4, 60, 14)
 
@@ -176,13 +216,13 @@ def test_degenerate_draw_is_detected():
     rng = np.random.default_rng(5)
     img = _image(rng)
     mask = _rect_mask(96, 128, 30, 60, 80, 120)  # object on the right
-    far = AffineParams(**{**IDENTITY_AFFINE.to_dict(), "tx": 0.6})
+    far = AffineParams(**{**identity_affine().to_dict(), "tx": 0.6})
     _, pushed = apply_affine(img, mask, far)
     assert is_degenerate(pushed, mask)
-    partly = AffineParams(**{**IDENTITY_AFFINE.to_dict(), "tx": 0.32})  # 40 px right: 8 of 40 columns stay
+    partly = AffineParams(**{**identity_affine().to_dict(), "tx": 0.32})  # 40 px right: 8 of 40 columns stay
     _, cut = apply_affine(img, mask, partly)
     assert cut.any() and is_degenerate(cut, mask) and not is_degenerate(cut, mask, min_keep=0.1)
-    _, same = apply_affine(img, mask, IDENTITY_AFFINE)
+    _, same = apply_affine(img, mask, identity_affine())
     assert not is_degenerate(same, mask)
     assert is_degenerate(mask, np.zeros_like(mask))  # nothing to keep
     with pytest.raises(ValueError, match="min_keep"):
@@ -219,7 +259,7 @@ def test_affine_validation():
     with pytest.raises(ValueError, match="finite"):
         AffineParams(float("nan"), 1.0, 0.0, 0.0, 0.0, 0.0, False)
     with pytest.raises(ValueError, match="HxWx3"):
-        apply_affine(np.zeros((4, 4), np.uint8), np.zeros((4, 4), bool), IDENTITY_AFFINE)
+        apply_affine(np.zeros((4, 4), np.uint8), np.zeros((4, 4), bool), identity_affine())
 
 
 # ---------------------------------------------------------------- colour
@@ -263,14 +303,14 @@ def test_identity_color_gives_input_back():
     rng = np.random.default_rng(8)
     img = _image(rng)
     grid = np.linspace(0.0, 1.0, 17)
-    assert np.array_equal(color_table(IDENTITY_COLOR)[1, 2, :, 0], grid.astype(np.float32))  # exact identity table
-    out = apply_color(img, IDENTITY_COLOR)
+    assert np.array_equal(color_table(identity_color())[1, 2, :, 0], grid.astype(np.float32))  # exact identity table
+    out = apply_color(img, identity_color())
     assert out.shape == img.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - img).max() <= 1
 
 
 def _only(**values) -> ColorParams:
-    return ColorParams.from_dict({**IDENTITY_COLOR.to_dict(), **values})
+    return ColorParams.from_dict({**identity_color().to_dict(), **values})
 
 
 def test_brightness_warmth_tint_move_the_right_way():
@@ -299,7 +339,7 @@ def test_brightness_warmth_tint_move_the_right_way():
 def test_color_params_round_trip_gives_identical_bytes(tmp_path):
     rng = np.random.default_rng(10)
     img = _image(rng)
-    _write_cube_file(tmp_path / "look.cube", _invert_table(9))
+    write_cube_file(tmp_path / "look.cube", _invert_table(9))
     cfg = ColorConfig(cube_dir=str(tmp_path), cube_p=0.5)
     seen_cube = False
     for _ in range(8):
@@ -336,7 +376,7 @@ def _invert_table(n: int) -> np.ndarray:
 def test_inverting_cube_inverts(tmp_path, n):
     rng = np.random.default_rng(12)
     img = _image(rng)
-    _write_cube_file(tmp_path / "invert.cube", _invert_table(n), title="invert")
+    write_cube_file(tmp_path / "invert.cube", _invert_table(n), title="invert")
     loaded = load_cube_table(str(tmp_path / "invert.cube"))
     assert loaded.shape == (n, n, n, 3)
     np.testing.assert_allclose(loaded, _invert_table(n), atol=1e-6)
@@ -350,7 +390,7 @@ def test_cube_composes_before_the_adjustments_like_pillow_lut(tmp_path):
 
     rng = np.random.default_rng(13)
     cube = np.clip(_invert_table(17) ** 1.3 + rng.normal(0, 0.02, (17, 17, 17, 3)), 0, 1)
-    _write_cube_file(tmp_path / "c.cube", cube)
+    write_cube_file(tmp_path / "c.cube", cube)
     cube_lut = pillow_lut.load_cube_file(str(tmp_path / "c.cube"))
     p = _only(exposure=0.2, contrast=0.1, saturation=-0.2, warmth=0.1, gamma=1.1, cube="c.cube")
     ours = np.asarray(build_lut(p, 17, cube_lut).table, dtype=np.float64)
@@ -384,14 +424,14 @@ def test_color_validation(tmp_path):
     with pytest.raises(ValueError, match="bare file name"):
         _only(cube="../x.cube")
     with pytest.raises(ValueError, match="unknown keys"):
-        ColorParams.from_dict({**IDENTITY_COLOR.to_dict(), "vibrance": 0.0})
+        ColorParams.from_dict({**identity_color().to_dict(), "vibrance": 0.0})
     with pytest.raises(ValueError, match="cube_dir is None"):
         apply_color(np.zeros((2, 2, 3), np.uint8), _only(cube="x.cube"), ColorConfig())
     with pytest.raises(FileNotFoundError):
         apply_color(np.zeros((2, 2, 3), np.uint8), _only(cube="x.cube"), ColorConfig(cube_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="cube_table"):
         color_table(_only(cube="x.cube"))
-    assert isinstance(build_lut(IDENTITY_COLOR, 5), ImageFilter.Color3DLUT)
+    assert isinstance(build_lut(identity_color(), 5), ImageFilter.Color3DLUT)
 
 
 # ---------------------------------------------------------------- mask levels
@@ -506,6 +546,7 @@ def test_draw_level_follows_probs():
 
 
 def test_functional_affine_equals_the_albumentations_transform():
+
     rng = np.random.default_rng(11)
     image = rng.integers(0, 256, size=(61, 83, 3), dtype=np.uint8)
     mask = np.zeros((61, 83), bool)
@@ -513,5 +554,5 @@ def test_functional_affine_equals_the_albumentations_transform():
     for _ in range(12):
         params = sample_affine(rng)
         a_img, a_mask = apply_affine(image, mask, params, fill=(1, 2, 3))
-        b_img, b_mask = _affine_by_transform_objects(image, mask, params, fill=(1, 2, 3))
+        b_img, b_mask = apply_affine_transform(image, mask, params, fill=(1, 2, 3))
         assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)
