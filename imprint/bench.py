@@ -82,7 +82,7 @@ def _run_ingest(root: Path, out: Path, executor_name: str, workers: int | None) 
     cfg = IngestConfig(groups_per_part=2)
     with make_executor(executor_name, workers) as ex:
         t0 = time.perf_counter()
-        report = run_ingest("ytvos", root, out, cfg, ex, log=lambda _m: None)
+        report = run_ingest("ytvos", root, out, cfg, ex)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "frames": report["frames"], "records": report["kept"]}
 
@@ -103,8 +103,7 @@ def _run_ingest_limited(root: Path, out: Path, limit: int) -> None:
     from imprint.ingest.config import IngestConfig
     from imprint.ingest.job import run_ingest
 
-    run_ingest("ytvos", root, out, IngestConfig(groups_per_part=2), LocalExecutor(), limit=limit,
-               log=lambda _m: None)
+    run_ingest("ytvos", root, out, IngestConfig(groups_per_part=2), LocalExecutor(), limit=limit)
 
 
 def bench_ingest(work: Path, quick: bool) -> dict[str, Any]:
@@ -316,7 +315,7 @@ def _tiny_shards(work: Path) -> Path:
     roots = generate(work / "sample", seed=0, scale=2)
     for source, root in roots.items():
         run_ingest(source, root, work / "data", IngestConfig(split="all" if source == "vipseg" else "train"),
-                   LocalExecutor(), log=lambda _m: None)
+                   LocalExecutor())
     cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=32, pairs_per_instance=8)
     run_pairs(work / "data" / "records", work / "shards" / "stage2", 2, {"ytvos": 8, "vipseg": 8, "ppr10k": 8}, cfg,
               LocalExecutor(), log=lambda _m: None)

@@ -8,9 +8,12 @@ only reads a manifest stay light.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,37 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | Non
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], **kwargs: Any) -> None:
     """``pq.write_table(table, path, **kwargs)`` atomically."""
     _replace_from_tmp(path, lambda tmp: pq.write_table(table, tmp, **kwargs))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A folder that appears whole or not at all: fill the temporary folder this yields.
+
+    It lies beside ``path`` (``<name>.tmp-<pid>-<thread>``, so concurrent writers never share one) and
+    is renamed over ``path`` (an existing folder is replaced) when the block ends; on an error it is
+    removed and ``path`` is left as it was. :func:`remove_stale_dirs` clears those a kill left.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}{TMP_SUFFIX}-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def remove_stale_dirs(parent: str | os.PathLike[str]) -> None:
+    """Remove the temporary folders :func:`atomic_dir` left in ``parent`` when a writer was killed.
+
+    Call it before a job starts writing there, never while writers run.
+    """
+    for stale in Path(parent).glob(f"*{TMP_SUFFIX}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -17,7 +17,7 @@ import numpy as np
 from imprint.augment.affine import apply_affine, is_degenerate, sample_affine
 from imprint.augment.color import apply_color, list_cubes, sample_color
 from imprint.masks import decode_mask_png, encode_mask_png, mask_bbox
-from imprint.pairing.config import SOURCE_KINDS, PairsConfig
+from imprint.pairing.config import PairsConfig
 from imprint.pairing.plan import PairSpec, instance_rng
 from imprint.stats import Drop
 
@@ -238,4 +238,4 @@ def cubes_for(cfg: PairsConfig) -> list[str]:
     return list_cubes(cfg.color.cube_dir) if cfg.color.cube_dir else []
 
 
-__all__ = ["SOURCE_KINDS", "FrameCache", "Window", "build_pair", "crop_window", "cubes_for", "square_window"]
+__all__ = ["FrameCache", "Window", "build_pair", "crop_window", "cubes_for", "square_window"]

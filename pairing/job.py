@@ -25,14 +25,16 @@ from imprint.executor import Executor
 from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.plan import PairSpec, plan_pairs
-from imprint.io import write_json_atomic
+from imprint.io import write_json_atomic, write_text_atomic
 from imprint.parts import (JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker,
                            run_parts)
+from imprint.records import RECORDS_SCHEMA_VERSION
 from imprint.shards.schema import SHARDS_SCHEMA_VERSION
-from imprint.shards.writer import dataset_card, write_shard
+from imprint.shards.writer import (ATTRIBUTION, attribution_list, dataset_card, licence_counts, read_credits,
+                                   write_shard)
 from imprint.stats import Drop, Stats
 
-RECORD_COLUMNS = ["image_uri", "mask", "bbox", "width", "height", "category"]
+RECORD_COLUMNS = ["image_uri", "mask", "bbox", "width", "height", "category", "licence", "attribution"]
 
 
 class PairsError(ImprintError, RuntimeError):
@@ -67,9 +69,12 @@ class _Records:
         return {name: table[name][index] for name in RECORD_COLUMNS}
 
     def build(self, spec: PairSpec, frames: FrameCache, cfg: PairsConfig, cubes: list[str]) -> dict[str, Any]:
-        """The shard row of ``spec`` (raises :class:`Drop` for a pair that cannot be made)."""
-        return build_pair(spec, self.row(spec.records, spec.src_row), self.row(spec.records, spec.tgt_row),
-                          frames, cfg, cubes)
+        """The shard row of ``spec`` (raises :class:`Drop` for a pair that cannot be made), with the licence
+        and attribution of the records it comes from (both of one group, so of one item)."""
+        src = self.row(spec.records, spec.src_row)
+        row = build_pair(spec, src, self.row(spec.records, spec.tgt_row), frames, cfg, cubes)
+        row.update(licence=src["licence"], attribution=src["attribution"])
+        return row
 
 
 def build_shard(task: ShardTask) -> dict[str, Any]:
@@ -132,6 +137,7 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
     missing = [s for s in sources if not (records_dir / s).is_dir()]
     if missing:
         raise PairsError(f"no records for {', '.join(missing)} under {records_dir}; run `imprint ingest` first")
+    _check_records_schema(records_dir, sources)
     job = {"stage": stage, "sources": dict(sorted(sources.items())), "config": fingerprint(config_dict(cfg)),
            "split": split}
     try:
@@ -155,6 +161,17 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
     return report
 
 
+def _check_records_schema(records_dir: Path, sources: dict[str, int]) -> None:
+    """Refuse records written by another version of the records schema (they lack columns pairs need)."""
+    for source in sorted(sources):
+        for part in sorted((records_dir / source).glob("part-*.parquet"))[:1]:
+            meta = pq.read_schema(part).metadata or {}
+            version = meta.get(b"imprint.schema", b"?").decode()
+            if version != RECORDS_SCHEMA_VERSION:
+                raise PairsError(f"{records_dir / source} holds records {version}; this imprint reads "
+                                 f"{RECORDS_SCHEMA_VERSION}: ingest {source} again with --overwrite")
+
+
 def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig, sources: dict[str, int],
             weights: dict[str, float] | None, executor: str, failed: dict[str, str], seconds: float, split: str):
     stats = Stats()
@@ -173,10 +190,13 @@ def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig,
     report = {"stage": stage, "version": __version__, "executor": executor, **stats.to_dict(),
               "failed_shards": [{"shard": k, "error": v} for k, v in sorted(failed.items())],
               "seconds": round(seconds, 3), "config": resolved}
+    credits = read_credits(out_dir / s["file"] for s in shards)
     manifest = {"schema": SHARDS_SCHEMA_VERSION, "version": __version__, "stage": stage, "config": resolved,
-                "sources": dict(sorted(counts.items())), "rows": sum(s["rows"] for s in shards), "shards": shards}
+                "sources": dict(sorted(counts.items())), "licences": licence_counts(credits),
+                "rows": sum(s["rows"] for s in shards), "shards": shards}
     write_json_atomic(out_dir / "report.json", report)
-    (out_dir / "README.md").write_text(dataset_card(manifest, report))
+    write_text_atomic(out_dir / ATTRIBUTION, attribution_list(credits, manifest["rows"]))
+    write_text_atomic(out_dir / "README.md", dataset_card(manifest, report))
     if not failed:
         write_json_atomic(out_dir / "manifest.json", manifest)
     return report, manifest

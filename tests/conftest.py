@@ -56,7 +56,7 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory, sample_roots: dict[str
     data = tmp_path_factory.mktemp("data")
     for source, root in sample_roots.items():
         cfg = IngestConfig(split="all" if source == "vipseg" else "train")
-        run_ingest(source, root, data, cfg, LocalExecutor(), log=lambda _m: None)
+        run_ingest(source, root, data, cfg, LocalExecutor())
     return data
 
 
