@@ -19,9 +19,6 @@ from imprint.ingest.config import IngestConfig
 from imprint.ingest.sources import SourceDef
 from imprint.media import read_label_map
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
 def load_class_names(root: Path) -> dict[str, str]:
     names: dict[str, str] = {}
     txt = root / "mvimgnet_category.txt"

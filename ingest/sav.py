@@ -11,12 +11,15 @@ annotated frame once (``decord``) and writes, one folder per video::
     DATA/raw/sav/
       videos/<video>/frames/<00000>.jpg          annotated frames, named by their 24 fps index
       videos/<video>/masks/<masklet>/<00000>.png  one 1-bit PNG per masklet per frame it is visible in
-      videos/<video>/video.json                   sizes, masklets, settings; written last
-      report.json                                 videos seen / kept / dropped by reason, failures
+      videos/<video>/video.json                   sizes, masklets, settings
+      settings.json                               the SAVConfig the videos were decoded with
+      status/                                     the status ledger (imprint.ingest.ledger): one row per video
+      report.json                                 videos by status (ok, corrupt_video, ...), failures
       archives/<sav_XXX>/                         official tars given as --root, unpacked safely
 
-A video folder is written under a temporary name and renamed, so it exists only
-complete; a rerun skips finished videos. Masklet ids are the position in the manual
+A video folder appears whole or not at all (:func:`imprint.io.atomic_dir`); a video is an
+item of the ledger, so a rerun skips finished ones (and failed ones unless
+``--retry-failed``), and other settings decode every video again. Masklet ids are the position in the manual
 json (``000``, ``001``…); auto masklets (``include_auto``) are ``auto000``… Frames in
 which no kept masklet is visible and empty masks are not written.
 
@@ -117,11 +120,6 @@ def runs_to_mask(h: int, w: int, cnts: np.ndarray) -> np.ndarray:
     # fill (W, H) and transpose into a C-contiguous (H, W) (cv2: 2x numpy's copy; a transposed
     # view would make every later row-wise step, packbits included, 15x slower)
     return cv2.transpose(np.repeat(values, cnts).reshape(w, h)).view(bool)
-
-
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """A COCO RLE ``{"size": [H, W], "counts": str | list[int]}`` -> bool mask HxW (column-major runs)."""
-    return runs_to_mask(*rle_runs(rle))
 
 
 # ---------------------------------------------------------------------------------------------- settings

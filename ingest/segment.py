@@ -16,8 +16,8 @@ covers (a region cut by the frame). Every drop is counted under its reason:
 ``not_thing``, ``area_too_small``, ``area_too_large``, ``fragmented``,
 ``cut_by_border``, ``too_many_objects``.
 
-Output layout, per image ``<id>`` (written to ``<id>.tmp/`` then renamed, so a kill
-never leaves a half-written folder): ``masks/<id>/<k>.png`` (1-bit PNG, full image,
+Output layout, per image ``<id>`` (a folder that appears whole: :func:`imprint.io.atomic_dir`,
+so a kill never leaves a half-written one): ``masks/<id>/<k>.png`` (1-bit PNG, full image,
 1 = object, ``k`` = 1, 2, …) and ``masks/<id>/objects.json`` (label, score, area per
 object, and the drops).
 """

@@ -19,7 +19,7 @@ from helpers import balanced, read_records, read_report
 from imprint.executor import LocalExecutor
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.job import run_ingest
-from imprint.ingest.sav import SAVConfig, SAVSource, prepare_sav, rle_counts_decode, rle_decode
+from imprint.ingest.sav import SAVConfig, SAVSource, prepare_sav, rle_counts_decode, rle_runs, runs_to_mask
 from imprint.masks import decode_mask_png
 
 W, H, N_FRAMES, RATE = 128, 96, 25, 4  # annotated frames 0, 4, ..., 24
@@ -93,6 +93,10 @@ def rle_counts_encode(cnts: np.ndarray | list[int]) -> str:
                 ch |= 0x20
             out.append(chr(ch + 48))
     return "".join(out)
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    return runs_to_mask(*rle_runs(rle))
 
 
 def rle_encode(mask: np.ndarray) -> dict:
