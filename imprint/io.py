@@ -2,7 +2,7 @@
 
 Every stage writes through these, so a kill never leaves a half-written file under its final name:
 a file is written to ``<name>.tmp`` beside its target, then renamed over it (``os.replace``, atomic
-on one filesystem). Nothing here imports torch: ``imprint verify``, ``preview`` and anything that
+on one filesystem); a folder is built under a temporary name and moved into place by :func:`replace_dir`. Nothing here imports torch: ``imprint verify``, ``preview`` and anything that
 only reads a manifest stay light.
 """
 
@@ -87,12 +87,28 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], **kwargs
     _replace_from_tmp(path, lambda tmp: pq.write_table(table, tmp, **kwargs))
 
 
+def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Put the finished folder ``src`` at ``dst`` (a rename), replacing any folder there.
+
+    A folder cannot be renamed over a non-empty one, so an old ``dst`` is first renamed aside
+    (``<dst>.old``) and removed after: at every moment ``dst`` is either the old folder, absent for the
+    instant between the two renames, or the new one; never a half-written mix.
+    """
+    src, dst = Path(src), Path(dst)
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A folder that appears whole or not at all: fill the temporary folder this yields.
 
     It lies beside ``path`` (``<name>.tmp-<pid>-<thread>``, so concurrent writers never share one) and
-    is renamed over ``path`` (an existing folder is replaced) when the block ends; on an error it is
+    is moved over ``path`` (:func:`replace_dir`) when the block ends; on an error it is
     removed and ``path`` is left as it was. :func:`remove_stale_dirs` clears those a kill left.
     """
     path = Path(path)
@@ -104,17 +120,16 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    replace_dir(tmp, path)
 
 
 def remove_stale_dirs(parent: str | os.PathLike[str]) -> None:
-    """Remove the temporary folders :func:`atomic_dir` left in ``parent`` when a writer was killed.
+    """Remove the temporary folders :func:`atomic_dir` (and :func:`replace_dir`'s ``.old``) left in ``parent``
+    when a writer was killed.
 
     Call it before a job starts writing there, never while writers run.
     """
-    for stale in Path(parent).glob(f"*{TMP_SUFFIX}-*"):
+    for stale in [*Path(parent).glob(f"*{TMP_SUFFIX}-*"), *Path(parent).glob("*.old")]:
         shutil.rmtree(stale, ignore_errors=True)
 
 

@@ -13,7 +13,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from imprint.errors import ImprintError
@@ -97,13 +96,6 @@ def _n_items(frame: Frame) -> int:
 def _border_sides(bbox: tuple[int, int, int, int], w: int, h: int) -> int:
     x0, y0, x1, y1 = bbox
     return int(x0 == 0) + int(y0 == 0) + int(x1 == w) + int(y1 == h)
-
-
-def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A label map or mask at (width, height), nearest-neighbour (values are never mixed); as is when it fits."""
-    if (mask.shape[1], mask.shape[0]) == size:
-        return mask
-    return cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
 
 
 def filter_reason(bbox: tuple[int, int, int, int], area: int, w: int, h: int, cfg: IngestConfig) -> str | None:

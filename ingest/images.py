@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_nearest
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.download import DownloadConfig, Fetcher, ItemStatus
 from imprint.ingest.ledger import failed_items
@@ -62,7 +63,7 @@ def read_mask(path: str, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PI
         arr = arr.view(np.uint8)
     top = int(arr.max()) if arr.size else 0
     mask = (arr > top / 2.0) if top > 0 else np.zeros(arr.shape, bool)
-    return resize_nearest(mask.astype(np.uint8), size).astype(bool)
+    return resize_labels(mask.astype(np.uint8), size).astype(bool)
 
 
 def _short_traceback(limit: int = 2000) -> str:

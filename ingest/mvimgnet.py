@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_nearest, sorted_frames
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.sources import SourceDef
 from imprint.media import read_label_map
@@ -70,7 +71,7 @@ class MVImgNet(Source):
 
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
         soft = read_label_map(frame.annotation_file, cfg.max_image_pixels)
-        mask = resize_nearest((soft > cfg.mask_threshold).astype("uint8"), size).astype(bool)
+        mask = resize_labels((soft > cfg.mask_threshold).astype("uint8"), size).astype(bool)
         return {"1": (mask, (frame.expected or (("1", None),))[0][1])}
 
 

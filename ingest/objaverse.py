@@ -62,7 +62,8 @@ import numpy as np
 from imprint import __version__
 from imprint.errors import ImprintError, UsageError
 from imprint.executor import Executor
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_nearest, sorted_frames
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.download import DownloadConfig, Fetcher, ItemStatus
 from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
@@ -520,7 +521,7 @@ class ObjaverseSource(Source):
 
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
         alpha = read_label_map(frame.annotation_file, cfg.max_image_pixels)  # RGBA -> its alpha channel
-        mask = resize_nearest((alpha > cfg.mask_threshold).astype(np.uint8), size).astype(bool)
+        mask = resize_labels((alpha > cfg.mask_threshold).astype(np.uint8), size).astype(bool)
         return {"1": (mask, (frame.expected or (("1", None),))[0][1])}
 
 

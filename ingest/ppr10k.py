@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_nearest, sorted_frames
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.sources import SourceDef
 from imprint.media import read_label_map
@@ -60,7 +61,7 @@ class PPR10K(Source):
         mask = read_label_map(frame.annotation_file, cfg.max_image_pixels)
         # Binary masks whose foreground is 255 or 1: anything > 0 is the person. They may
         # come at another size than the photos (masks_full vs 360p): resize, nearest.
-        mask = resize_nearest((mask > 0).astype("uint8"), size)
+        mask = resize_labels((mask > 0).astype("uint8"), size)
         return {"1": (mask.astype(bool), "person")}
 
 

@@ -52,7 +52,8 @@ from imprint import __version__
 from imprint.archive import archive_stem, extract_archive, is_archive
 from imprint.errors import UsageError
 from imprint.executor import Executor
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_nearest, sorted_frames
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.download import ItemStatus
 from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
@@ -432,7 +433,7 @@ class SAVSource(Source):
             if not png.is_file():
                 continue  # counted as empty_mask by the shared step
             values = read_label_map(str(png), cfg.max_image_pixels)
-            out[instance_id] = (resize_nearest((values > 0).astype(np.uint8), size).astype(bool), None)
+            out[instance_id] = (resize_labels((values > 0).astype(np.uint8), size).astype(bool), None)
         return out
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from imprint.errors import ImprintError
+from imprint.io import read_json, replace_dir, write_json_atomic
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -51,9 +51,8 @@ def save_checkpoint(accelerator: Any, run: Path, step: int, state: dict[str, Any
     shutil.rmtree(tmp, ignore_errors=True)
     accelerator.save_state(str(tmp), safe_serialization=True)
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=str))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        write_json_atomic(tmp / STATE_FILE, state)
+        replace_dir(tmp, final)
         for old in checkpoint_dirs(run)[:-limit]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -62,4 +61,5 @@ def save_checkpoint(accelerator: Any, run: Path, step: int, state: dict[str, Any
 
 def load_checkpoint(accelerator: Any, path: Path) -> dict[str, Any]:
     accelerator.load_state(str(path))
-    return json.loads((Path(path) / STATE_FILE).read_text())
+    state: dict[str, Any] = read_json(Path(path) / STATE_FILE)
+    return state

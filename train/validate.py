@@ -6,34 +6,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from imprint.geometry import object_pixels, target_pixels
+from imprint.io import read_shard_rows
 from imprint.shards.loader import decode_mask, decode_rgb
 from imprint.train.sampling import decode_latents, denoise
 from imprint.train.parts import encode_latents
 
 
-def load_examples(shard_dir: Path, n: int, object_size: int, resolution: int) -> dict[str, torch.Tensor]:
-    """The first ``n`` rows of the sorted shards (fixed across runs), as model inputs (fine masks)."""
-    objects, targets, masks, ids = [], [], [], []
-    for part in sorted(Path(shard_dir).glob("part-*.parquet")):
-        for row in pq.read_table(part, columns=["pair_id", "object", "target", "mask"]).to_pylist():
-            objects.append(decode_rgb(row["object"]["bytes"], object_size))
-            targets.append(decode_rgb(row["target"]["bytes"], resolution))
-            masks.append(decode_mask(row["mask"]["bytes"], resolution))
-            ids.append(row["pair_id"])
-            if len(ids) == n:
-                break
-        if len(ids) == n:
-            break
-    if not ids:
+def load_examples(shard_dir: Path, n: int, object_size: int, resolution: int) -> dict[str, Any]:
+    """The first ``n`` rows of the shards in manifest order (fixed across runs), as model inputs (fine masks)."""
+    rows = read_shard_rows(shard_dir, n, columns=["pair_id", "object", "target", "mask"])
+    if not rows:
         raise ValueError(f"{shard_dir} has no rows to validate on")
-    obj = torch.from_numpy(np.stack(objects)).permute(0, 3, 1, 2).float() / 255
-    tgt = torch.from_numpy(np.stack(targets)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
-    return {"object": obj, "target": tgt, "mask": mask, "pair_id": ids}
+    objects = np.stack([decode_rgb(row["object"]["bytes"], object_size) for row in rows])
+    targets = np.stack([decode_rgb(row["target"]["bytes"], resolution) for row in rows])
+    masks = np.stack([decode_mask(row["mask"]["bytes"], resolution) for row in rows])
+    return {"object": object_pixels(torch.from_numpy(objects)), "target": target_pixels(torch.from_numpy(targets)),
+            "mask": torch.from_numpy(masks[:, None].astype(np.float32)), "pair_id": [row["pair_id"] for row in rows]}
 
 
 @torch.no_grad()
