@@ -123,14 +123,22 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     replace_dir(tmp, path)
 
 
+def is_temporary_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder :func:`atomic_dir` is writing (or :func:`replace_dir` is replacing):
+    readers of a folder of such folders skip them."""
+    name = Path(path).name
+    return f"{TMP_SUFFIX}-" in name or name.endswith(".old")
+
+
 def remove_stale_dirs(parent: str | os.PathLike[str]) -> None:
     """Remove the temporary folders :func:`atomic_dir` (and :func:`replace_dir`'s ``.old``) left in ``parent``
     when a writer was killed.
 
     Call it before a job starts writing there, never while writers run.
     """
-    for stale in [*Path(parent).glob(f"*{TMP_SUFFIX}-*"), *Path(parent).glob("*.old")]:
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in Path(parent).glob("*"):
+        if stale.is_dir() and is_temporary_dir(stale):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -70,7 +70,7 @@ from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
 from imprint.ingest.render import (DecodeError, RenderConfig, RendererUnavailable, check_glb, check_renderer,
                                    render_views)
 from imprint.ingest.sources import Materialise, Option, Request, SourceDef
-from imprint.io import atomic_dir, remove_stale_dirs, sha256_file, write_json_atomic
+from imprint.io import atomic_dir, is_temporary_dir, remove_stale_dirs, sha256_file, write_json_atomic
 from imprint.media import read_label_map
 
 log = logging.getLogger(__name__)
@@ -499,7 +499,7 @@ class ObjaverseSource(Source):
     def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
         renders = _renders_dir(Path(root))
         groups = []
-        for obj_dir in sorted(p for p in renders.iterdir() if p.is_dir() and ".tmp-" not in p.name):
+        for obj_dir in sorted(p for p in renders.iterdir() if p.is_dir() and not is_temporary_dir(p)):
             meta_file = obj_dir / "meta.json"
             if not meta_file.is_file():
                 continue

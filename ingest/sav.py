@@ -58,7 +58,7 @@ from imprint.ingest.config import IngestConfig
 from imprint.ingest.download import ItemStatus
 from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
 from imprint.ingest.sources import Materialise, Request, SourceDef
-from imprint.io import atomic_dir, remove_stale_dirs, write_json_atomic
+from imprint.io import atomic_dir, is_temporary_dir, remove_stale_dirs, write_json_atomic
 from imprint.masks import encode_mask_png
 from imprint.media import read_label_map
 from imprint.records import frame_sort_key
@@ -410,7 +410,8 @@ class SAVSource(Source):
         root = Path(root)
         videos = root / "videos" if (root / "videos").is_dir() else root
         groups = [_group(d.name, d / "frames", d / "masks")
-                  for d in sorted(videos.iterdir()) if (d / "video.json").is_file() and (d / "masks").is_dir()] \
+                  for d in sorted(videos.iterdir())
+                  if (d / "video.json").is_file() and (d / "masks").is_dir() and not is_temporary_dir(d)] \
             if videos.is_dir() else []
         if not groups:
             official = _official_dir(root)
