@@ -34,7 +34,8 @@ from typing import Any
 
 from imprint.errors import ImprintError, UsageError
 from imprint.executor import Executor
-from imprint.ingest.download import DEFAULT_USER_AGENT, DownloadConfig, backoff_delay, parse_retry_after, redact_url, scrub
+from imprint.ingest.download import (DEFAULT_USER_AGENT, DownloadConfig, backoff_delay, parse_retry_after,
+                                     redact_url, scrub)
 from imprint.ingest.images import (DEFAULT_SEGMENTER, SEGMENTER, ImageItem, ImageJob, MaterialisedImages, url_ext,
                                    write_jsonl_atomic)
 from imprint.ingest.ledger import RETRY_FAILED, run_items
