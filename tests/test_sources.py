@@ -138,7 +138,8 @@ def test_names_and_options_are_checked():
     with pytest.raises(ValueError, match="already exists"):
         register(SourceDef(name="ytvos", kind="video", reader=TinyDiscs, licence="x", attribution="y", layout="z"))
     with pytest.raises(ValueError, match="kind"):
-        SourceDef(name="odd", kind="audio", reader=TinyDiscs, licence="x", attribution="y", layout="z")  # type: ignore[arg-type]
+        SourceDef(name="odd", kind="audio", reader=TinyDiscs, licence="x",  # type: ignore[arg-type]
+                  attribution="y", layout="z")
     with pytest.raises(ValueError, match="licence"):
         SourceDef(name="odd", kind="image", reader=TinyDiscs, licence="", attribution="y", layout="z")
     flags = {flag for option, _ in shared_options().values() for flag in option.flags}
