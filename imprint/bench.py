@@ -373,7 +373,7 @@ def bench_train(work: Path, quick: bool) -> dict[str, Any]:
 
     def run(steps: int, name: str) -> dict:
         cfg = load_config(TrainConfig, resolve_config_path("stage2-tiny"), [*base, f"max_steps={steps}"])
-        return train(cfg, shards, work / name, log=lambda _m: None)
+        return train(cfg, shards, work / name, from_dinov2=True)
 
     run(2, "warm")
     short, long = run(n1, "short"), run(n2, "long")
@@ -410,7 +410,7 @@ def bench_composite(work: Path, quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)
     shards = _tiny_shards(work)
     cfg = load_config(TrainConfig, resolve_config_path("stage2-tiny"), ["max_steps=1", "log_with=none"])
-    train(cfg, shards, work / "run", log=lambda _m: None)
+    train(cfg, shards, work / "run", from_dinov2=True)
     pipe = CompositingPipeline.from_pretrained(work / "run" / "final", device="cpu")
     rng = np.random.default_rng(0)
     obj = np.zeros((64, 48, 4), np.uint8)

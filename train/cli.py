@@ -9,7 +9,8 @@ DESCRIPTION = (
     "Train IMPRINT's stage 1 (DINOv2 + adapter + the UNet's decoder blocks on view pairs; exports RUN/encoder/) "
     "or stage 2 (adapter + the whole inpainting UNet on compositing pairs, Sequential Collaborative Training; "
     "exports RUN/final/). Checkpoints in RUN/checkpoints/ resume exactly with --resume latest. "
-    "Multi-GPU: accelerate launch -m imprint.cli train ...")
+    "Several GPUs: torchrun --nproc_per_node N -m imprint.cli train ... (or accelerate launch --multi_gpu "
+    "-m imprint.cli train ...).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,8 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or a YAML file")
     p.add_argument("--shards", type=Path, required=True, help="DATA/shards/stageN (from imprint pairs)")
     p.add_argument("--out", type=Path, required=True, help="the run folder")
-    p.add_argument("--encoder", type=Path, default=None,
-                   help="stage 2: the stage-1 encoder export (RUN1/encoder); default: a fresh DINOv2 + adapter")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--encoder", type=Path, default=None,
+                       help="stage 2 (required unless --from-dinov2): the stage-1 encoder export (RUN1/encoder)")
+    start.add_argument("--from-dinov2", action="store_true",
+                       help="stage 2: start from a fresh DINOv2 + adapter (the config's encoder), skipping stage 1 "
+                            "(the paper's ablation)")
     p.add_argument("--resume", default=None, help="'latest' or a RUN/checkpoints/checkpoint-N folder")
     p.add_argument("--val-shards", type=Path, default=None,
                    help="held-out shards for the validation grids (default: DATA/shards/stageN-holdout if it "
@@ -39,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if val is None:
         holdout = args.shards.parent / f"{args.shards.name}-holdout"
         val = holdout if (holdout / "manifest.json").is_file() else None
-    train(cfg, args.shards, args.out, encoder_path=args.encoder, resume=args.resume, val_shards=val)
+    train(cfg, args.shards, args.out, encoder_path=args.encoder, from_dinov2=args.from_dinov2, resume=args.resume,
+          val_shards=val)
     return 0
 
 
