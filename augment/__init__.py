@@ -1,4 +1,4 @@
-"""Augmentation: affine T and LUT colour P, four mask levels (comes with issue #3).
+"""Augmentation: affine T and LUT colour P, four mask levels.
 
 Stage-2 objects are augmented as ``P(T(I_obj))``: :mod:`.affine` (T, an
 albumentations affine warp and flip), :mod:`.color` (P, colour and lighting through
@@ -8,18 +8,16 @@ drawn params are frozen dataclasses with exact ``to_dict`` / ``from_dict``, so a
 training row can record and replay them.
 """
 
-from .affine import AffineConfig, AffineParams, apply_affine, identity_affine, is_degenerate, sample_affine
+from .affine import AffineConfig, AffineParams, apply_affine, is_degenerate, sample_affine
 from .color import (
     ColorConfig,
     ColorParams,
     apply_color,
     build_lut,
     color_table,
-    identity_color,
     list_cubes,
     load_cube_table,
     sample_color,
-    write_cube_file,
 )
 from .mask_levels import NUM_LEVELS, MaskLevelConfig, draw_level, mask_level, mask_levels
 
@@ -35,8 +33,6 @@ __all__ = [
     "build_lut",
     "color_table",
     "draw_level",
-    "identity_affine",
-    "identity_color",
     "is_degenerate",
     "list_cubes",
     "load_cube_table",
@@ -44,5 +40,4 @@ __all__ = [
     "mask_levels",
     "sample_affine",
     "sample_color",
-    "write_cube_file",
 ]

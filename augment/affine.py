@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from imprint.geometry import binarize
+
 __all__ = [
     "AffineConfig",
     "AffineParams",
     "apply_affine",
-    "identity_affine",
     "is_degenerate",
     "sample_affine",
 ]
@@ -158,11 +159,6 @@ class AffineParams:
         return _params_from_dict(cls, data)
 
 
-def identity_affine() -> AffineParams:
-    """The T that changes nothing."""
-    return AffineParams(angle=0.0, scale=1.0, shear_x=0.0, shear_y=0.0, tx=0.0, ty=0.0, flip=False)
-
-
 def sample_affine(rng: np.random.Generator, cfg: AffineConfig | None = None) -> AffineParams:
     """Draw one T from ``cfg`` (always 7 draws in a fixed order, so streams stay aligned)."""
     cfg = cfg or AffineConfig()
@@ -204,7 +200,7 @@ def apply_affine(
     import cv2
 
     img = np.ascontiguousarray(image)
-    msk = (mask != 0).view(np.uint8)  # 0/1, C-contiguous
+    msk = np.ascontiguousarray(binarize(mask)).view(np.uint8)  # 0/1, C-contiguous
     if params.flip:
         img, msk = fgeometric.hflip(img), fgeometric.hflip(msk)
     # albumentations' own functional path of A.Affine with every range collapsed to the drawn value
@@ -222,42 +218,7 @@ def apply_affine(
                                      border_mode=cv2.BORDER_CONSTANT, output_shape=(h, w))
     out_msk = fgeometric.warp_affine(msk, matrix, interpolation=cv2.INTER_NEAREST, fill=0,
                                      border_mode=cv2.BORDER_CONSTANT, output_shape=(h, w))
-    return np.ascontiguousarray(out_img), out_msk != 0
-
-
-def apply_affine_transform(
-    image: np.ndarray,
-    mask: np.ndarray,
-    params: AffineParams,
-    fill: tuple[int, int, int] = (255, 255, 255),
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`apply_affine` through ``A.HorizontalFlip`` and ``A.Affine`` transform objects (the reference)."""
-    fill = _as_fill(fill)
-    A = _albumentations()
-    import cv2
-
-    img = np.ascontiguousarray(image)
-    msk = (mask != 0).view(np.uint8)
-    if params.flip:
-        out = A.HorizontalFlip(p=1.0)(image=img, mask=msk)
-        img, msk = out["image"], out["mask"]
-    warp = A.Affine(
-        scale=(params.scale, params.scale),
-        translate_percent={"x": (params.tx, params.tx), "y": (params.ty, params.ty)},
-        rotate=(params.angle, params.angle),
-        shear={"x": (params.shear_x, params.shear_x), "y": (params.shear_y, params.shear_y)},
-        interpolation=cv2.INTER_LINEAR,
-        mask_interpolation=cv2.INTER_NEAREST,
-        fit_output=False,
-        keep_ratio=False,
-        balanced_scale=False,
-        border_mode=cv2.BORDER_CONSTANT,
-        fill=fill,
-        fill_mask=0,
-        p=1.0,
-    )
-    out = warp(image=img, mask=msk)
-    return np.ascontiguousarray(out["image"]), out["mask"] != 0
+    return np.ascontiguousarray(out_img), binarize(out_msk, full_scale=1)
 
 
 def is_degenerate(mask_after: np.ndarray, mask_before: np.ndarray, min_keep: float = 0.25) -> bool:

@@ -56,11 +56,9 @@ __all__ = [
     "apply_color",
     "build_lut",
     "color_table",
-    "identity_color",
     "list_cubes",
     "load_cube_table",
     "sample_color",
-    "write_cube_file",
 ]
 
 _WARM_POS = (0.1765, -0.1255, 0.0902)  # pillow_lut, warmth > 0 (Y, U, V per unit)
@@ -154,15 +152,6 @@ class ColorParams:
         """Inverse of :meth:`to_dict` (exactly these keys)."""
         return _params_from_dict(cls, data)
 
-    def is_identity(self) -> bool:
-        """True when P changes nothing (all neutral, no cube)."""
-        return self == identity_color()
-
-
-def identity_color() -> ColorParams:
-    """The P that changes nothing."""
-    return ColorParams(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, None)
-
 
 def list_cubes(folder: str | os.PathLike[str]) -> list[str]:
     """Sorted file names (not paths) of the ``.cube`` files directly in ``folder``."""
@@ -254,7 +243,7 @@ def _enhance(rgb: np.ndarray, params: ColorParams) -> np.ndarray:
     pow are several times faster than float64 ones.
     """
     shape = rgb.shape
-    x = np.array(rgb.reshape(-1, 3).T, dtype=np.float32, order="C")  # (3, N), own C-ordered copy
+    x: np.ndarray = np.array(rgb.reshape(-1, 3).T, dtype=np.float32, order="C")  # (3, N), own C-ordered copy
     if params.contrast:
         x = (x - 0.5) * (1.0 + params.contrast) + 0.5
     if params.saturation:
@@ -388,31 +377,3 @@ def apply_color(image: np.ndarray, params: ColorParams, cfg: ColorConfig | None 
     lut = build_lut(params, cfg.lut_size, cube)
     out = Image.fromarray(np.ascontiguousarray(image)).filter(lut)
     return np.asarray(out)
-
-
-def write_cube_file(
-    path: str | os.PathLike[str],
-    table: np.ndarray | ImageFilter.Color3DLUT,
-    title: str | None = None,
-) -> Path:
-    """Write a 3-channel cubic LUT (``(n, n, n, 3)`` ``[b, g, r]`` array or Color3DLUT) as an Adobe ``.cube`` file.
-
-    Lines are written red-fastest, the order ``pillow_lut.load_cube_file`` reads back.
-    """
-    if isinstance(table, ImageFilter.Color3DLUT):
-        if table.channels != 3:
-            raise ValueError("only 3-channel LUTs can be written")
-        n1, n2, n3 = table.size
-        table = np.asarray(table.table, dtype=np.float64).reshape(n3, n2, n1, 3)
-    arr = np.asarray(table, dtype=np.float64)
-    n = arr.shape[0]
-    if arr.shape != (n, n, n, 3) or n < 2:
-        raise ValueError(f"table must be (n, n, n, 3) with n >= 2, got {arr.shape}")
-    lines = []
-    if title:
-        lines.append(f'TITLE "{title}"')
-    lines.append(f"LUT_3D_SIZE {n}")
-    lines.extend(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in arr.reshape(-1, 3).tolist())
-    out = Path(path)
-    out.write_text("\n".join(lines) + "\n")
-    return out

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imprint.geometry import binarize
 from imprint.masks import mask_bbox
 
 __all__ = ["NUM_LEVELS", "MaskLevelConfig", "draw_level", "mask_level", "mask_levels"]
@@ -94,7 +95,7 @@ def _levels(mask: np.ndarray, cfg: MaskLevelConfig, upto: int) -> np.ndarray:
     """Levels ``0..3`` as a ``(4, H, W)`` bool array; only levels >= ``upto`` (and 0, 3) are filled in."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-    fine = mask.astype(bool, copy=False)
+    fine = binarize(mask)
     out = np.zeros((NUM_LEVELS, *fine.shape), dtype=bool)
     box = mask_bbox(fine)
     if box is None:
@@ -115,7 +116,8 @@ def _levels(mask: np.ndarray, cfg: MaskLevelConfig, upto: int) -> np.ndarray:
 
 
 def mask_levels(mask: np.ndarray, cfg: MaskLevelConfig | None = None) -> np.ndarray:
-    """All four levels of an ``HxW`` mask (nonzero = object) as a ``(4, H, W)`` bool array, coarse (0) to fine (3).
+    """All four levels of an ``HxW`` mask (:func:`imprint.geometry.binarize`) as a ``(4, H, W)`` bool array,
+    coarse (0) to fine (3).
 
     Nested: ``out[3] <= out[2] <= out[1] <= out[0]``; an empty mask gives four empty levels.
     """
@@ -130,7 +132,7 @@ def mask_level(mask: np.ndarray, level: int, cfg: MaskLevelConfig | None = None)
     if level == 3:
         if mask.ndim != 2:
             raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-        return mask.astype(bool, copy=True)
+        return binarize(mask).copy()
     # level 0 needs no blur; level 2 needs only its own; level 1 needs level 2 too
     return _levels(mask, cfg or MaskLevelConfig(), upto=level if level else NUM_LEVELS)[level]
 

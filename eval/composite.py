@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +12,9 @@ import numpy as np
 from PIL import Image
 
 from imprint.eval.pipeline import SCHEDULERS, CompositeInputError, CompositeOptions, CompositingPipeline, box_mask
+from imprint.geometry import binarize
+
+log = logging.getLogger(__name__)
 
 JOB_COLUMNS = ("object", "background", "mask", "box", "object_mask", "out", "seed")
 
@@ -44,7 +47,7 @@ def load_job(job: dict[str, str], base: Path) -> tuple[Image.Image, np.ndarray, 
         mask = box_mask(parse_box(job["box"]), (background.shape[1], background.shape[0]))
     else:
         raise CompositeInputError("give where the object goes: --mask m.png (any precision level) or --box x0,y0,x1,y1")
-    omask = np.asarray(Image.open(path("object_mask")).convert("L")) > 127 if job.get("object_mask") else None
+    omask = binarize(np.asarray(Image.open(path("object_mask")).convert("L"))) if job.get("object_mask") else None
     return obj, background, mask, omask
 
 
@@ -99,13 +102,13 @@ def run(args: argparse.Namespace) -> int:
                 out = pipe([obj], [bg], [mask], [omask], opts)[0]
             except CompositeInputError as exc:
                 failed += 1
-                print(f"imprint composite: {job.get('out', '?')}: {exc}", file=sys.stderr)
+                log.warning("imprint composite: %s: %s", job.get("out", "?"), exc)
                 continue
             target = Path(job["out"]) if Path(job["out"]).is_absolute() else base / job["out"]
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(out).save(target)
         if not failed:
-            print(f"imprint composite: wrote {args.out or f'{len(jobs)} composites'}", file=sys.stderr)
+            log.info("imprint composite: wrote %s", args.out or f"{len(jobs)} composites")
     except CompositeInputError:
         raise
     return 1 if failed else 0

@@ -5,13 +5,14 @@ Every metric is a small function whose formula is written in its docstring, so i
 Images
     Every image argument accepts a ``PIL.Image``, a ``uint8`` numpy array ``H x W x 3`` (or ``H x W``,
     or ``H x W x 4``: alpha dropped) or a ``uint8`` torch tensor ``3 x H x W`` / ``H x W x 3``
-    (:func:`to_rgb_array`). Masks are 2-D arrays or single-channel images, nonzero = inside; for a
+    (:func:`to_rgb_array`). Masks are 2-D arrays or single-channel images, binarised by the one rule of
+    :func:`imprint.geometry.binarize` (bool, 0/1 and 0/255 masks as they are); for a
     compositing sample "the mask" is the editable region handed to the generator (the guidance mask at that
     sample's level, level 0 being the object's box).
 
 Identity (higher is better except DreamSim)
     The generated object is cut out of the output by its box (:func:`crop_to_box`) and compared with the
-    reference object with its background removed (:func:`remove_background`), the protocol of the IMPRINT
+    reference object with its background removed (:func:`reference_object`), the protocol of the IMPRINT
     paper and Paint-by-Example. :class:`FeatureBackbone` embeds both; :func:`identity_scores` gives the cosine
     similarity of the L2-normalised embeddings per sample. DINO score: a DINO/DINOv2 ViT's CLS token
     (default :data:`DEFAULT_DINO_MODEL`); CLIP score: ``CLIPModel.get_image_features`` (default
@@ -20,10 +21,10 @@ Identity (higher is better except DreamSim)
 
 Realism (lower is better)
     :func:`fid` / :func:`frechet_distance` and :func:`kid` on features of a :class:`FeatureBackbone`. On
-    DINOv2 features the Fréchet distance is FD-DINOv2 (Stein et al., 2023); the classic Inception FID needs
-    the Inception weights: :func:`inception_fid` goes through ``torchmetrics`` where it and its weights are
-    available (optional). With fewer samples than feature dimensions the covariances are singular and FID is
-    strongly biased upwards: compare FID values only between runs with the same number of samples.
+    DINOv2 features the Fréchet distance is FD-DINOv2 (Stein et al., 2023); the classic Inception FID (which
+    needs the Inception weights) is :func:`fid` on Inception pool features. With fewer samples than feature
+    dimensions the covariances are singular and FID is strongly biased upwards: compare FID values only
+    between runs with the same number of samples.
 
 Background preservation
     :func:`background_metrics`: PSNR, SSIM and L1 computed only outside the editable region.
@@ -40,11 +41,15 @@ import importlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union, cast
 
 import numpy as np
 import torch
 from PIL import Image
+
+from imprint.geometry import binarize, remove_background, to_rgb
+from imprint.hub import load_pretrained
+from imprint.masks import mask_bbox
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel
@@ -73,33 +78,18 @@ Pooling = Literal["cls", "pooled", "mean"]
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:
     """An image as a contiguous ``H x W x 3`` uint8 array (see the module docstring for what is accepted)."""
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8:
             raise TypeError(f"image tensors must be uint8 (0-255), got {image.dtype}")
         arr = image.detach().cpu().numpy()
         if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
             arr = arr.transpose(1, 2, 0)  # C x H x W -> H x W x C
-    elif isinstance(image, np.ndarray):
-        arr = image
-    else:
-        raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
-    if arr.dtype != np.uint8:
-        raise TypeError(f"image arrays must be uint8 (0-255), got {arr.dtype}")
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 image, got shape {tuple(arr.shape)}")
-    return np.ascontiguousarray(arr)
+        return to_rgb(arr)
+    return to_rgb(image)
 
 
 def to_mask(mask: MaskLike) -> np.ndarray:
-    """A mask as a 2-D boolean array (nonzero = inside). A 3-channel mask uses its first channel."""
+    """A mask as a 2-D boolean array (:func:`imprint.geometry.binarize`). A 3-channel mask uses its first channel."""
     if isinstance(mask, Image.Image):
         arr = np.asarray(mask.convert("L"))
     elif isinstance(mask, torch.Tensor):
@@ -108,12 +98,13 @@ def to_mask(mask: MaskLike) -> np.ndarray:
         arr = mask
     else:
         raise TypeError(f"expected a mask as PIL image, numpy array or torch tensor, got {type(mask).__name__}")
+    shape = arr.shape
     arr = np.squeeze(arr)
     if arr.ndim == 3:
         arr = arr[..., 0] if arr.shape[-1] in (3, 4) else arr[0]
     if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D mask, got shape {tuple(np.shape(mask))}")
-    return arr != 0
+        raise ValueError(f"expected a 2-D mask, got shape {tuple(shape)}")
+    return binarize(arr)
 
 
 def _same_size(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
@@ -149,32 +140,19 @@ def crop_to_box(image: ImageLike, box: Box, pad: int = 0, square: bool = False) 
     return arr[y0:y1, x0:x1].copy()
 
 
-def remove_background(image: ImageLike, mask: MaskLike, fill: int | Sequence[int] = 0) -> np.ndarray:
-    """``image`` with every pixel outside ``mask`` set to ``fill`` (a grey level or an RGB triple)."""
-    arr = to_rgb_array(image)
-    m = to_mask(mask)
-    _same_size("image", arr, "mask", m)
-    colour = np.broadcast_to(np.asarray(fill, dtype=np.int64), (3,))
-    if (colour < 0).any() or (colour > 255).any():
-        raise ValueError(f"fill must be within 0-255, got {fill}")
-    out = arr.copy()
-    out[~m] = colour.astype(np.uint8)
-    return out
-
-
 def mask_box(mask: MaskLike) -> tuple[int, int, int, int]:
-    """``[x0, y0, x1, y1)`` of the mask's nonzero pixels (ValueError when empty)."""
-    m = to_mask(mask)
-    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    if rows.size == 0:
+    """``[x0, y0, x1, y1)`` of the mask's pixels (:func:`imprint.masks.mask_bbox`; ValueError when empty)."""
+    box = mask_bbox(to_mask(mask))
+    if box is None:
         raise ValueError("the mask is empty")
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return box
 
 
 def reference_object(image: ImageLike, mask: MaskLike, fill: int | Sequence[int] = 0, pad: int = 0,
                      square: bool = False) -> np.ndarray:
     """The reference as the identity metrics see it: background removed, then cropped to the mask's box."""
-    return crop_to_box(remove_background(image, mask, fill), mask_box(mask), pad=pad, square=square)
+    arr, m = to_rgb_array(image), to_mask(mask)
+    return crop_to_box(remove_background(arr, m, fill), mask_box(m), pad=pad, square=square)
 
 
 # --------------------------------------------------------------------------------------------------- backbones
@@ -186,13 +164,13 @@ def _transformers_major() -> int:
     return int(transformers.__version__.split(".")[0])
 
 
-def _load_image_processor(name_or_path: str | Path) -> Any:
+def _load_image_processor(name_or_path: str | Path, what: str) -> Any:
     """The checkpoint's image processor, with the PIL backend (same pixels with or without torchvision)."""
     from transformers import AutoImageProcessor
 
-    if _transformers_major() >= 5:
-        return AutoImageProcessor.from_pretrained(name_or_path, backend="pil")
-    return AutoImageProcessor.from_pretrained(name_or_path, use_fast=False)
+    backend: dict[str, Any] = {"backend": "pil"} if _transformers_major() >= 5 else {"use_fast": False}
+    return load_pretrained(AutoImageProcessor.from_pretrained, name_or_path, f"the image processor of {what}",
+                           **backend)
 
 
 class FeatureBackbone:
@@ -235,25 +213,30 @@ class FeatureBackbone:
     def from_pretrained(cls, name_or_path: str | Path, kind: Literal["auto", "dino", "clip"] = "auto",
                         pooling: Pooling = "cls", device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32, batch_size: int = 32) -> "FeatureBackbone":
-        """Load a backbone by hub id or folder; ``kind="auto"`` is ``"clip"`` for a CLIP config, else ``"dino"``."""
+        """Load a backbone by hub id or folder; ``kind="auto"`` is ``"clip"`` for a CLIP config, else ``"dino"``.
+
+        A backbone that cannot be had (offline and not cached, a mistyped id, an incomplete folder) raises
+        :class:`imprint.hub.ModelUnavailable`, one line that says what to do.
+        """
         from transformers import AutoConfig, AutoModel, CLIPModel
 
-        config = AutoConfig.from_pretrained(name_or_path)
-        load = {"dtype" if _transformers_major() >= 5 else "torch_dtype": dtype}
+        what = "the metric backbone" if kind == "auto" else f"the {kind.upper()} metric backbone"
+        config = load_pretrained(AutoConfig.from_pretrained, name_or_path, what)
+        load: dict[str, Any] = {"dtype" if _transformers_major() >= 5 else "torch_dtype": dtype}
         if kind == "auto":
             kind = "clip" if config.model_type == "clip" else "dino"
         if kind == "clip":
             if config.model_type != "clip":
                 raise ValueError(f"{name_or_path} is a {config.model_type!r} model, not a CLIP model")
-            model = CLIPModel.from_pretrained(name_or_path, **load)
+            model = load_pretrained(CLIPModel.from_pretrained, name_or_path, what, **load)
         elif kind == "dino":
             if config.model_type == "clip":
                 raise ValueError(f"{name_or_path} is a CLIP model: load it with kind='clip'")
-            model = AutoModel.from_pretrained(name_or_path, **load)
+            model = load_pretrained(AutoModel.from_pretrained, name_or_path, what, **load)
         else:
             raise ValueError(f"kind must be 'auto', 'dino' or 'clip', got {kind!r}")
-        model = model.to(device)
-        return cls(model, _load_image_processor(name_or_path), kind, pooling, batch_size, name=str(name_or_path))
+        model = cast(Any, model).to(device)  # transformers' typing of the wrapped .to() confuses mypy
+        return cls(model, _load_image_processor(name_or_path, what), kind, pooling, batch_size, name=str(name_or_path))
 
     @property
     def device(self) -> torch.device:
@@ -293,13 +276,6 @@ class FeatureBackbone:
         chunks = [self._forward(self._pixels(arrays[i:i + self.batch_size])).float().cpu()
                   for i in range(0, len(arrays), self.batch_size)]
         return torch.cat(chunks)
-
-    @property
-    def dim(self) -> int:
-        """Embedding width (runs one tiny forward pass the first time)."""
-        if self._dim is None:
-            self._dim = int(self.embed([np.zeros((8, 8, 3), np.uint8)]).shape[1])
-        return self._dim
 
 
 # --------------------------------------------------------------------------------------------------- identity
@@ -484,26 +460,6 @@ def kid(features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Te
     return KIDResult(float(values.mean()), float(values.std()), subsets, m)
 
 
-def inception_fid(real: torch.Tensor, fake: torch.Tensor, feature: int = 2048) -> float:
-    """Classic Inception FID through ``torchmetrics`` (optional): ``real`` / ``fake`` are uint8 ``N x 3 x H x W``.
-
-    Needs ``pip install 'torchmetrics[image]'`` (which brings torch-fidelity) and the Inception weights, which
-    torch-fidelity downloads once into the torch hub cache: offline, they must already be there.
-    """
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-    except ImportError as err:
-        raise ImportError("inception_fid needs torchmetrics: pip install 'torchmetrics[image]' "
-                          "(or use fid() on FeatureBackbone features, e.g. FD-DINOv2)") from err
-    for name, t in (("real", real), ("fake", fake)):
-        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.ndim != 4 or t.shape[1] != 3:
-            raise ValueError(f"{name} must be a uint8 tensor N x 3 x H x W")
-    metric = FrechetInceptionDistance(feature=feature)
-    metric.update(real, real=True)
-    metric.update(fake, real=False)
-    return float(metric.compute())
-
-
 # --------------------------------------------------------------------------------------------------- background
 
 
@@ -616,14 +572,3 @@ def summarise(values: Iterable[float | int | None]) -> dict[str, float | int | N
         return {"mean": None, "std": None, "median": None, "n": 0}
     return {"mean": float(kept.mean()), "std": float(kept.std()), "median": float(np.median(kept)),
             "n": int(kept.size)}
-
-
-def summarise_by_level(levels: Sequence[int | str], values: Sequence[float | int | None]
-                       ) -> dict[int | str, dict[str, float | int | None]]:
-    """:func:`summarise` per mask level: ``levels[i]`` is the level of ``values[i]``; levels in sorted order."""
-    if len(levels) != len(values):
-        raise ValueError(f"{len(levels)} levels but {len(values)} values")
-    groups: dict[int | str, list[float | int | None]] = {}
-    for level, value in zip(levels, values):
-        groups.setdefault(level, []).append(value)
-    return {level: summarise(groups[level]) for level in sorted(groups, key=lambda k: (str(type(k)), k))}

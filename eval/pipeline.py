@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from imprint.errors import UsageError
+from imprint.geometry import (Window, binarize, object_crop, object_pixels, resize_labels, resize_stored, target_crop,
+                              target_pixels, to_rgb)
 from imprint.masks import mask_bbox
-from imprint.pairing.build import crop_window, remove_background, resize_image, resize_mask, square_window
 from imprint.train.export import Compositor
 from imprint.train.models import VAE, ImageEncoder, ModelFolderError, NoiseScheduler, UNet
 from imprint.train.sampling import decode_latents, denoise
@@ -53,17 +54,10 @@ class CompositeOptions:
             raise ValueError("steps >= 1, guidance >= 0, context >= 1 and object_pad >= 1")
 
 
-def _rgb(image: Image.Image | np.ndarray) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    return arr[..., :3] if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=2)
-
-
 def object_mask_of(image: Image.Image | np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The object's mask: the given one, else the image's alpha; neither is an error."""
     if mask is not None:
-        return np.asarray(mask).astype(bool)
+        return binarize(np.asarray(mask))
     arr = np.asarray(image.convert("RGBA") if isinstance(image, Image.Image) and image.mode in ("RGBA", "LA", "PA")
                      else image)
     if isinstance(image, Image.Image) and image.mode not in ("RGBA", "LA", "PA"):
@@ -72,7 +66,7 @@ def object_mask_of(image: Image.Image | np.ndarray, mask: np.ndarray | None) -> 
     if arr.ndim != 3 or arr.shape[2] != 4:
         raise CompositeInputError("the object image has no alpha and no mask was given: pass an RGBA PNG or "
                                   "an object mask (--object-mask)")
-    return arr[..., 3] > 127
+    return binarize(arr[..., 3])
 
 
 def box_mask(box: Sequence[int], size: tuple[int, int]) -> np.ndarray:
@@ -94,11 +88,22 @@ def _check_mask(mask: np.ndarray, background: np.ndarray) -> np.ndarray:
     if mask.shape != background.shape[:2]:
         raise CompositeInputError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the background is "
                                   f"{background.shape[1]}x{background.shape[0]}: give a mask of the background's size")
-    mask = mask > (127 if mask.dtype == np.uint8 and mask.max() > 1 else 0)
+    mask = binarize(mask)
     if not mask.any():
         raise CompositeInputError("the mask is empty: draw where the object goes (any of the four precision "
                                   "levels, or --box x0,y0,x1,y1)")
     return mask
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the models get for a batch (:meth:`CompositingPipeline.prepare`), and where it goes back."""
+
+    objects: torch.Tensor  # B x 3 x S_obj x S_obj in [0, 1], the image encoder's input
+    targets: torch.Tensor  # B x 3 x R x R in [-1, 1], the background square the model regenerates, for the VAE
+    masks: torch.Tensor  # B x 1 x R x R float 0/1, the placement mask in that square
+    windows: list[Window]  # each square's window in its background
+    backgrounds: list[np.ndarray]  # the backgrounds as H x W x 3 uint8
 
 
 class CompositingPipeline(Compositor):
@@ -140,8 +145,10 @@ class CompositingPipeline(Compositor):
 
     # --- preparation ---------------------------------------------------------------------------------
 
-    def _object(self, image, mask, opts: CompositeOptions) -> np.ndarray:
-        rgb = _rgb(image)
+    def _object(self, image: Image.Image | np.ndarray, mask: np.ndarray | None, opts: CompositeOptions
+                ) -> np.ndarray:
+        """The object as stage 2 was trained on it: :func:`imprint.geometry.object_crop` of its mask's box."""
+        rgb = to_rgb(image)
         omask = object_mask_of(image, mask)
         if omask.shape != rgb.shape[:2]:
             raise CompositeInputError(f"the object mask is {omask.shape[1]}x{omask.shape[0]} but the object image is "
@@ -149,18 +156,40 @@ class CompositingPipeline(Compositor):
         box = mask_bbox(omask)
         if box is None:
             raise CompositeInputError("the object's mask (or alpha) is empty: nothing to composite")
-        win = square_window(box, opts.object_pad, rgb.shape[1], rgb.shape[0])
-        crop_mask = resize_mask(crop_window(omask, win, False), self.object_size)
-        crop = resize_image(crop_window(rgb, win, opts.fill), self.object_size)
-        return remove_background(crop, crop_mask, opts.fill)
+        return object_crop(rgb, omask, box, opts.object_pad, self.object_size, opts.fill)[0]
 
-    def _region(self, background: np.ndarray, mask: np.ndarray, opts: CompositeOptions):
+    def _region(self, background: np.ndarray, mask: np.ndarray, opts: CompositeOptions
+                ) -> tuple[Window, np.ndarray, np.ndarray]:
+        """The square generated around the mask, as stage-2 targets were cut: :func:`imprint.geometry.target_crop`."""
         box = mask_bbox(mask)
-        assert box is not None, "masks are checked non-empty first"
-        win = square_window(box, opts.context, background.shape[1], background.shape[0], fit=True)
-        crop = resize_image(crop_window(background, win, 0), self.resolution)
-        cmask = resize_mask(crop_window(mask, win, False), self.resolution)
+        assert box is not None  # _check_mask refuses an empty mask
+        crop, cmask, win = target_crop(background, mask, box, opts.context, self.resolution, opts.fill)
         return win, crop, cmask
+
+    @torch.no_grad()
+    def prepare(self, objects: Sequence[Any], backgrounds: Sequence[Any], masks: Sequence[np.ndarray],
+                object_masks: Sequence[np.ndarray | None] | None = None, options: CompositeOptions | None = None
+                ) -> ModelInputs:
+        """The model inputs of a batch, cut and scaled exactly as stage 2's training pairs and loader did.
+
+        Objects: :func:`imprint.geometry.object_crop` of each object's mask (or alpha) box, then
+        :func:`imprint.geometry.object_pixels`; backgrounds: :func:`imprint.geometry.target_crop` of each
+        placement mask's box, then :func:`imprint.geometry.target_pixels`.
+        """
+        opts = options or CompositeOptions()
+        n = len(objects)
+        if not (len(backgrounds) == len(masks) == n):
+            raise CompositeInputError("give one background and one mask per object")
+        bgs = [to_rgb(b) for b in backgrounds]
+        checked = [_check_mask(m, bg) for m, bg in zip(masks, bgs)]
+        objs = np.stack([self._object(o, m, opts) for o, m in zip(objects, list(object_masks or [None] * n))])
+        regions = [self._region(bg, m, opts) for bg, m in zip(bgs, checked)]
+        device, dtype = self.device, next(self.unet.parameters()).dtype
+        return ModelInputs(
+            objects=object_pixels(torch.from_numpy(objs).to(device), dtype),
+            targets=target_pixels(torch.from_numpy(np.stack([r[1] for r in regions])).to(device)),
+            masks=torch.from_numpy(np.stack([r[2] for r in regions])[:, None].astype(np.float32)).to(device),
+            windows=[r[0] for r in regions], backgrounds=bgs)
 
     # --- compositing ---------------------------------------------------------------------------------
 
@@ -173,18 +202,9 @@ class CompositingPipeline(Compositor):
         outside it is the background's). One batch, one seed: the same inputs and seed give the same pixels
         (CPU)."""
         opts = options or CompositeOptions()
-        n = len(objects)
-        if not (len(backgrounds) == len(masks) == n):
-            raise CompositeInputError("give one background and one mask per object")
-        object_masks = list(object_masks or [None] * n)
-        bgs = [_rgb(b) for b in backgrounds]
-        masks = [_check_mask(m, bg) for m, bg in zip(masks, bgs)]
-        objs = np.stack([self._object(o, m, opts) for o, m in zip(objects, object_masks)])
-        regions = [self._region(bg, m, opts) for bg, m in zip(bgs, masks)]
-        device, dtype = self.device, next(self.unet.parameters()).dtype
-        obj_t = torch.from_numpy(objs).permute(0, 3, 1, 2).to(device, dtype) / 255
-        crops = torch.from_numpy(np.stack([r[1] for r in regions])).permute(0, 3, 1, 2).to(device).float() / 127.5 - 1
-        cmask = torch.from_numpy(np.stack([r[2] for r in regions])[:, None].astype(np.float32)).to(device)
+        x = self.prepare(objects, backgrounds, masks, object_masks, opts)
+        n, device, dtype = len(objects), self.device, x.objects.dtype
+        obj_t, crops, cmask = x.objects, x.targets, x.masks
         scale = self.vae.config.scaling_factor
         bg_lat = self.vae.encode(crops).latent_dist.mode() * scale
         masked_lat = self.vae.encode(crops * (1 - cmask)).latent_dist.mode() * scale
@@ -205,10 +225,10 @@ class CompositingPipeline(Compositor):
                           generator, extra, after_step=blend if opts.blend else None)
         images = decode_latents(self.vae, latents)  # B x 3 x R x R in [0, 1]
         gen = (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        region_px = F.interpolate(region_lat, scale_factor=self.factor, mode="nearest")[:, 0].cpu().numpy() > 0.5
+        region_px = binarize(F.interpolate(region_lat, scale_factor=self.factor, mode="nearest")[:, 0].cpu().numpy())
         if not opts.blend:  # no blending: the whole generated square replaces the background
             region_px[:] = True
-        pasted = [self._paste(bg, win, g, r, opts) for bg, (win, _, _), g, r in zip(bgs, regions, gen, region_px)]
+        pasted = [self._paste(bg, win, g, r, opts) for bg, win, g, r in zip(x.backgrounds, x.windows, gen, region_px)]
         images_out = [p[0] for p in pasted]
         return (images_out, [p[1] for p in pasted]) if return_regions else images_out
 
@@ -217,9 +237,8 @@ class CompositingPipeline(Compositor):
         """Paste the generated square back with a feathered mask that is zero outside the dilated region."""
         h, w = background.shape[:2]
         side = win.side
-        gen = cv2.resize(generated, (side, side), interpolation=cv2.INTER_CUBIC if side > generated.shape[0]
-                         else cv2.INTER_AREA)
-        reg = cv2.resize(region.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+        gen = resize_stored(generated, side)
+        reg = resize_labels(region, side).astype(np.float32)
         if opts.feather > 0:
             k = 2 * (opts.feather // 2) + 1
             reg = np.minimum(cv2.GaussianBlur(cv2.erode(reg, np.ones((k // 2 + 1,) * 2, np.uint8)), (k, k), 0), reg)

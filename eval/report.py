@@ -44,8 +44,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -54,6 +52,7 @@ import numpy as np
 from PIL import Image
 
 from imprint.eval.metrics import KIDResult, summarise, to_mask, to_rgb_array
+from imprint.io import write_text_atomic
 
 SCHEMA = "imprint-eval/1"
 IMAGE_KEYS = ("reference", "background_with_mask", "background", "mask", "output")
@@ -480,8 +479,8 @@ def _histograms(doc: dict[str, Any]) -> str:
 def _grid(name: str, samples: Sequence[Mapping[str, Any]], max_rows: int, thumb: int) -> str:
     """Rows = test cases (sample ids); columns = reference | per level: background + mask above the output."""
     by_id: dict[Any, dict[Any, Mapping[str, Any]]] = {}
-    for s in samples:
-        by_id.setdefault(s["id"], {})[s["level"]] = s
+    for sample in samples:
+        by_id.setdefault(sample["id"], {})[sample["level"]] = sample
     if not by_id:
         return "<p>No samples.</p>"
     levels = sorted({lv for group in by_id.values() for lv in group}, key=_level_key)
@@ -542,18 +541,6 @@ def render_html(doc: dict[str, Any], results: Mapping[str, Any], max_grid_rows: 
     return "\n".join(parts)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600: give the report the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(out_dir: str | Path, results: Mapping[str, Any], max_grid_rows: int = 12, thumb: int = 160
                  ) -> tuple[Path, Path]:
     """Write ``out_dir/metrics.json`` and ``out_dir/report.html`` (see the module docstring for ``results``).
@@ -565,6 +552,6 @@ def write_report(out_dir: str | Path, results: Mapping[str, Any], max_grid_rows:
     out.mkdir(parents=True, exist_ok=True)
     doc = build_metrics_document(results)
     metrics_path, report_path = out / "metrics.json", out / "report.html"
-    _write_atomic(metrics_path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    _write_atomic(report_path, render_html(doc, results, max_grid_rows, thumb))
+    write_text_atomic(metrics_path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(report_path, render_html(doc, results, max_grid_rows, thumb))
     return metrics_path, report_path

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,11 +17,10 @@ from imprint.eval import metrics as M
 from imprint.eval.pipeline import CompositeInputError, CompositeOptions, CompositingPipeline
 from imprint.eval.testsets import Example, EvalSetError, load_test_set
 
-DEFAULT_DINO = "facebook/dinov2-small"
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+log = logging.getLogger(__name__)
 
 
-def tiny_backbone(kind: str, folder: Path) -> Path:
+def tiny_backbone(kind: Literal["dino", "clip"], folder: Path) -> Path:
     """A tiny random DINOv2 or CLIP with its image processor, saved to ``folder`` (``--dino tiny``): for
     checking the wiring offline; its scores mean nothing."""
     import torch
@@ -33,8 +32,8 @@ def tiny_backbone(kind: str, folder: Path) -> Path:
     if (folder / "config.json").is_file():
         return folder
     if kind == "dino":
-        Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                 patch_size=14, image_size=56)).save_pretrained(folder)
+        Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, patch_size=14,
+                                 image_size=56)).save_pretrained(folder)
         BitImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}).save_pretrained(folder)
     else:
         text = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=99,
@@ -46,7 +45,8 @@ def tiny_backbone(kind: str, folder: Path) -> Path:
     return folder
 
 
-def _backbone(name: str, kind: str, out: Path) -> M.FeatureBackbone:
+def _backbone(name: str, kind: Literal["dino", "clip"], out: Path) -> M.FeatureBackbone:
+    """The metric backbone named by ``--dino`` / ``--clip`` (``tiny``: a random one, for the wiring only)."""
     path = tiny_backbone(kind, out / "backbones") if name == "tiny" else name
     return M.FeatureBackbone.from_pretrained(path, kind=kind)
 
@@ -67,12 +67,14 @@ def _background(output: np.ndarray, background: np.ndarray, region: np.ndarray) 
 
 def evaluate_model(name: str, model_dir: Path, examples: list[Example], levels: Sequence[int],
                    opts: CompositeOptions, dino: M.FeatureBackbone, clip: M.FeatureBackbone,
-                   batch: int = 4, log=None) -> dict[str, Any]:
+                   batch: int = 4) -> dict[str, Any]:
     """Composite every example at every level and score each composite; returns the report's model entry."""
     pipe = CompositingPipeline.from_pretrained(model_dir)
     cfg = MaskLevelConfig()
     jobs = [(ex, level, mask) for ex in examples for level, mask in _level_masks(ex, levels, cfg).items()]
-    samples, crops, refs = [], [], []
+    samples: list[dict[str, Any]] = []
+    crops: list[np.ndarray] = []
+    refs: list[np.ndarray] = []
     for start in range(0, len(jobs), batch):
         chunk = jobs[start:start + batch]
         outs, regions = pipe([np.dstack([ex.object_rgb, ex.object_mask.astype(np.uint8) * 255]) for ex, _, _ in chunk],
@@ -85,8 +87,7 @@ def evaluate_model(name: str, model_dir: Path, examples: list[Example], levels: 
                             "mask": mask, "output": out,
                             "metrics": {**_background(out, ex.background, region),
                                         "shape_iou": M.shape_iou(out, ex.background, mask)}})
-        if log:
-            log(f"[eval {name}] {min(start + batch, len(jobs))}/{len(jobs)} composites")
+        log.info("[eval %s] %d/%d composites", name, min(start + batch, len(jobs)), len(jobs))
     dino_scores = M.identity_scores(crops, refs, dino)
     clip_scores = M.identity_scores(crops, refs, clip)
     dreamsim = M.dreamsim_scores(crops, refs) if M.dreamsim_available() else None
@@ -99,7 +100,7 @@ def evaluate_model(name: str, model_dir: Path, examples: list[Example], levels: 
     reals = [ex.real if ex.real is not None else ex.background for ex in examples]
     fake_feats = dino.embed([s["output"] for s in samples])
     real_feats = dino.embed(reals)
-    set_metrics = {"fid": M.fid(fake_feats, real_feats)}
+    set_metrics: dict[str, Any] = {"fid": M.fid(fake_feats, real_feats)}
     subset = max(2, min(len(samples), len(reals)) // 2)
     set_metrics["kid"] = M.kid(fake_feats, real_feats, subsets=20, subset_size=subset)
     return {"info": {"model": str(model_dir), "steps": opts.steps, "guidance": opts.guidance, "seed": opts.seed},
@@ -125,23 +126,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dino", default=DEFAULT_DINO, help="DINO backbone: hub id, folder, or 'tiny' (offline wiring check)")
-    p.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP backbone: hub id, folder, or 'tiny'")
+    p.add_argument("--dino", default=M.DEFAULT_DINO_MODEL, help="DINO backbone: hub id, folder, or 'tiny' (offline wiring check)")
+    p.add_argument("--clip", default=M.DEFAULT_CLIP_MODEL, help="CLIP backbone: hub id, folder, or 'tiny'")
+
+
+def _models(specs: Sequence[str]) -> dict[str, Path]:
+    """``--model [NAME=]DIR`` as ``{name: folder}``, each checked to be a stage-2 export before anything loads."""
+    from imprint.train.models import ModelFolderError, read_model_config
+
+    models: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        folder = Path(path if sep else spec)
+        try:
+            read_model_config(folder)
+        except ModelFolderError as exc:
+            raise CompositeInputError(str(exc)) from None
+        models[name if sep else folder.parent.name or spec] = folder
+    return models
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        levels = []
+    if not levels or not set(levels) <= {0, 1, 2, 3}:
+        raise UsageError(f"--levels takes values in 0..3 separated by commas, got {text!r}")
+    return levels
 
 
 def run(args: argparse.Namespace) -> int:
     from imprint.eval.report import write_report
 
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    levels = _levels(args.levels)
     try:
-        levels = sorted({int(v) for v in args.levels.split(",")})
-        if not set(levels) <= {0, 1, 2, 3}:
-            raise ValueError("--levels takes values in 0..3")
         examples = load_test_set(args.test, args.n)
-        models = {}
-        for spec in args.model:
-            name, sep, path = spec.partition("=")
-            models[name if sep else Path(spec).parent.name or spec] = Path(path if sep else spec)
+        models = _models(args.model)
         dino, clip = _backbone(args.dino, "dino", args.out), _backbone(args.clip, "clip", args.out)
         opts = CompositeOptions(steps=args.steps, guidance=args.guidance, seed=args.seed)
         results = {"title": f"imprint eval: {args.test}", "settings": {
@@ -150,14 +171,14 @@ def run(args: argparse.Namespace) -> int:
             "notes": ([] if M.dreamsim_available() else ["DreamSim is not installed: pip install dreamsim"]) +
                      (["the metric backbones are tiny random models: the scores check the wiring only"]
                       if "tiny" in (args.dino, args.clip) else []),
-            "models": {name: evaluate_model(name, path, examples, levels, opts, dino, clip, log=log)
+            "models": {name: evaluate_model(name, path, examples, levels, opts, dino, clip)
                        for name, path in models.items()}}
     except ValueError as exc:
         if isinstance(exc, (EvalSetError, CompositeInputError)):
             raise
         raise UsageError(str(exc)) from exc
     metrics_path, html_path = write_report(args.out, results)
-    print(f"imprint eval: wrote {metrics_path} and {html_path}", file=sys.stderr)
+    log.info("imprint eval: wrote %s and %s", metrics_path, html_path)
     return 0
 
 

@@ -7,15 +7,15 @@ there is one, the real image the background comes from (for realism metrics).
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
 
 from imprint.errors import UsageError
+from imprint.geometry import binarize
+from imprint.io import MANIFEST, ManifestError, read_manifest, read_shard_rows
 from imprint.masks import decode_mask_png
 
 
@@ -42,20 +42,18 @@ def _fill_mask(rgb: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
 def from_shards(shard_dir: Path, n: int) -> list[Example]:
     """The first ``n`` pairs of held-out shards: the object as built, the target as background (its object
     region is what the model regenerates) and as the real image."""
-    manifest = Path(shard_dir) / "manifest.json"
-    if not manifest.is_file():
-        raise EvalSetError(f"{shard_dir} has no manifest.json: pass DATA/shards/stage2-holdout (imprint pairs "
-                           f"--holdout) or a DreamBooth-style folder")
-    fill = tuple(json.loads(manifest.read_text())["config"].get("fill", (0, 0, 0)))
+    try:
+        manifest = read_manifest(shard_dir)
+    except ManifestError as exc:
+        raise EvalSetError(f"{exc}; pass DATA/shards/stage2-holdout (imprint pairs --holdout) or a "
+                           f"DreamBooth-style folder") from None
+    fill = tuple(manifest["config"].get("fill", (0, 0, 0)))
     out: list[Example] = []
-    for part in sorted(Path(shard_dir).glob("part-*.parquet")):
-        for row in pq.read_table(part, columns=["pair_id", "object", "target", "mask"]).to_pylist():
-            obj = np.asarray(Image.open(io.BytesIO(row["object"]["bytes"])).convert("RGB"))
-            target = np.asarray(Image.open(io.BytesIO(row["target"]["bytes"])).convert("RGB"))
-            out.append(Example(row["pair_id"], obj, _fill_mask(obj, fill), target,
-                               decode_mask_png(row["mask"]["bytes"]), target))
-            if len(out) == n:
-                return out
+    for row in read_shard_rows(shard_dir, n, columns=["pair_id", "object", "target", "mask"]):
+        obj = np.asarray(Image.open(io.BytesIO(row["object"]["bytes"])).convert("RGB"))
+        target = np.asarray(Image.open(io.BytesIO(row["target"]["bytes"])).convert("RGB"))
+        out.append(Example(row["pair_id"], obj, _fill_mask(obj, fill), target, decode_mask_png(row["mask"]["bytes"]),
+                           target))
     if not out:
         raise EvalSetError(f"{shard_dir} holds no pairs")
     return out
@@ -82,9 +80,9 @@ def from_dreambooth(folder: Path, n: int) -> list[Example]:
             if not mask_path.is_file():
                 raise EvalSetError(f"{bg_path} has no {mask_path.name} beside it")
             bg = np.asarray(Image.open(bg_path).convert("RGB"))
-            box = np.asarray(Image.open(mask_path).convert("RGB"))[..., 0] > 128
-            out.append(Example(f"{subject.name}/{bg_path.stem[:-3]}", rgba[..., :3], rgba[..., 3] > 128, bg, box,
-                               None, box_only=True))
+            box = binarize(np.asarray(Image.open(mask_path).convert("RGB"))[..., 0])
+            out.append(Example(f"{subject.name}/{bg_path.stem[:-3]}", rgba[..., :3], binarize(rgba[..., 3]), bg,
+                               box, None, box_only=True))
             if len(out) == n:
                 return out
     return out
@@ -92,6 +90,6 @@ def from_dreambooth(folder: Path, n: int) -> list[Example]:
 
 def load_test_set(path: Path, n: int) -> list[Example]:
     path = Path(path)
-    if (path / "manifest.json").is_file():
+    if (path / MANIFEST).is_file():
         return from_shards(path, n)
     return from_dreambooth(path, n)

@@ -8,8 +8,6 @@ so a killed extraction is redone and a finished one is never repeated.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tarfile
 import zipfile
@@ -18,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imprint.errors import ImprintError
+from imprint.io import read_json, replace_dir, write_json_atomic
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 _MARKER = ".imprint-extracted.json"
@@ -137,7 +136,7 @@ def extract_archive(src: Path, target: Path) -> ExtractReport:
     stat = src.stat()
     key = {"archive": str(src.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
     if marker.is_file():
-        saved = json.loads(marker.read_text())
+        saved = read_json(marker)
         if saved.get("key") == key:
             report.extracted = saved["extracted"]
             report.refused = saved["refused"]
@@ -150,8 +149,6 @@ def extract_archive(src: Path, target: Path) -> ExtractReport:
         _extract_zip(src, tmp, report)
     else:
         _extract_tar(src, tmp, report)
-    (tmp / _MARKER).write_text(json.dumps({"key": key, "extracted": report.extracted,
-                                           "refused": report.refused}, indent=1))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    write_json_atomic(tmp / _MARKER, {"key": key, "extracted": report.extracted, "refused": report.refused})
+    replace_dir(tmp, target)
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -17,6 +18,22 @@ C = TypeVar("C")
 
 class ConfigError(UsageError, ValueError):
     """A config file or override that cannot be used; the message says what to fix."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 booleans: only true/false are booleans, so ``mixed_precision: no`` stays the string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse a config, recipe or override value (YAML 1.2 booleans; see :class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -33,7 +50,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ConfigError(f"override {pair!r} sets a key inside {name!r}, which is a value")
         try:
-            node[leaf] = yaml.safe_load(value) if value.strip() else ""
+            node[leaf] = load_yaml(value) if value.strip() else ""
         except yaml.YAMLError:
             node[leaf] = value
     return out
@@ -84,7 +101,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
         values = _merge(values, loaded)

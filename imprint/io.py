@@ -2,7 +2,7 @@
 
 Every stage writes through these, so a kill never leaves a half-written file under its final name:
 a file is written to ``<name>.tmp`` beside its target, then renamed over it (``os.replace``, atomic
-on one filesystem). Nothing here imports torch: ``imprint verify``, ``preview`` and anything that
+on one filesystem); a folder is built under a temporary name and moved into place by :func:`replace_dir`. Nothing here imports torch: ``imprint verify``, ``preview`` and anything that
 only reads a manifest stay light.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,22 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | Non
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], **kwargs: Any) -> None:
     """``pq.write_table(table, path, **kwargs)`` atomically."""
     _replace_from_tmp(path, lambda tmp: pq.write_table(table, tmp, **kwargs))
+
+
+def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Put the finished folder ``src`` at ``dst`` (a rename), replacing any folder there.
+
+    A folder cannot be renamed over a non-empty one, so an old ``dst`` is first renamed aside
+    (``<dst>.old``) and removed after: at every moment ``dst`` is either the old folder, absent for the
+    instant between the two renames, or the new one; never a half-written mix.
+    """
+    src, dst = Path(src), Path(dst)
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

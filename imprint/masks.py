@@ -15,6 +15,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from imprint.geometry import binarize
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -65,21 +67,21 @@ def packed_bbox(packed: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def bits_of(image: Image.Image) -> np.ndarray:
-    """A mode-"1" PIL image as canonical bools (PIL hands them out as bools stored as 0/255 bytes)."""
+    """A mode-"1" PIL image as canonical bools (PIL hands them out as bools stored as 0/255 bytes; on those
+    bytes ``!= 0`` is :func:`imprint.geometry.binarize`'s rule, without its scan for the full scale)."""
     bits: np.ndarray = np.asarray(image).view(np.uint8) != 0
     return bits
 
 
 def decode_mask_png(data: bytes) -> np.ndarray:
-    """Decode a mask PNG (any bit depth) to a boolean array (nonzero = object)."""
+    """Decode a mask PNG (any bit depth) to a boolean array (object pixels by :func:`imprint.geometry.binarize`)."""
     with Image.open(io.BytesIO(data)) as im:
         if im.mode == "1":
             return bits_of(im)
         arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 0]
-    mask: np.ndarray = arr != 0
-    return mask
+    return binarize(arr)
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from imprint.config import ConfigError
+from imprint.config import ConfigError, load_yaml
 
 RECIPE_KEYS = ("name", "description", "ingest", "ingest_config", "sources", "pairs")
 
@@ -38,7 +36,7 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist (see configs/data/ for examples)")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a mapping with keys {', '.join(RECIPE_KEYS)}")
     unknown = set(data) - set(RECIPE_KEYS)

@@ -25,7 +25,7 @@ from imprint.executor import Executor
 from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.plan import PairSpec, plan_pairs
-from imprint.io import write_json_atomic
+from imprint.io import write_json_atomic, write_text_atomic
 from imprint.parts import (JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker,
                            run_parts)
 from imprint.shards.schema import SHARDS_SCHEMA_VERSION
@@ -176,7 +176,7 @@ def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig,
     manifest = {"schema": SHARDS_SCHEMA_VERSION, "version": __version__, "stage": stage, "config": resolved,
                 "sources": dict(sorted(counts.items())), "rows": sum(s["rows"] for s in shards), "shards": shards}
     write_json_atomic(out_dir / "report.json", report)
-    (out_dir / "README.md").write_text(dataset_card(manifest, report))
+    write_text_atomic(out_dir / "README.md", dataset_card(manifest, report))
     if not failed:
         write_json_atomic(out_dir / "manifest.json", manifest)
     return report, manifest

@@ -6,7 +6,6 @@ seed always give the same pairs, in the same order, whatever the executor.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from imprint.io import sha256_bytes
 from imprint.pairing.config import SOURCE_KINDS, PairsConfig
 
 PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name"]
@@ -36,7 +36,7 @@ class PairSpec:
 
 
 def stable_hash(*parts: object) -> str:
-    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return sha256_bytes("\x1f".join(str(p) for p in parts).encode())
 
 
 def instance_rng(seed: int, *key: object) -> np.random.Generator:

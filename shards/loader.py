@@ -38,18 +38,20 @@ from __future__ import annotations
 import math
 import multiprocessing
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level
-from imprint.io import MANIFEST, ManifestError, read_manifest
+from imprint.geometry import binarize, object_pixels, resize_labels, resize_stored, target_pixels
+from imprint.io import MANIFEST, ManifestError, read_manifest, row_group_offsets
 from imprint.masks import bits_of
 
 __all__ = [
@@ -126,28 +128,12 @@ class LoaderConfig:
 # --- decoding -----------------------------------------------------------------------------------------
 
 
-def _resize(arr: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
-    """``arr`` resized to ``size x size``: area when shrinking, bicubic when growing, or nearest."""
-    h, w = arr.shape[:2]
-    if (h, w) == (size, size):
-        return arr
-    import cv2
-
-    if nearest:
-        interp = cv2.INTER_NEAREST
-    else:
-        interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
-    return cv2.resize(arr, (size, size), interpolation=interp)
-
-
 def decode_rgb(data: bytes, size: int) -> np.ndarray:
     """A JPEG/PNG as an ``size x size x 3`` uint8 RGB array (resized if stored at another size).
 
     OpenCV decodes (2-3x faster than PIL on 512px JPEGs, same libjpeg-turbo pixels); PIL
     takes whatever OpenCV cannot read.
     """
-    import cv2
-
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if arr is not None:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
@@ -156,28 +142,25 @@ def decode_rgb(data: bytes, size: int) -> np.ndarray:
 
         with Image.open(BytesIO(data)) as img:
             arr = np.asarray(img.convert("RGB"))
-    return np.ascontiguousarray(_resize(arr, size))
+    return np.ascontiguousarray(resize_stored(arr, size))
 
 
 def decode_mask(data: bytes, size: int) -> np.ndarray:
-    """A 1-bit or 8-bit grayscale PNG mask as an ``size x size`` bool array (nearest resize if needed)."""
+    """A 1-bit or 8-bit grayscale PNG mask as an ``size x size`` bool array (:func:`imprint.geometry.binarize`;
+    nearest resize if stored at another size)."""
     from PIL import Image
 
     with Image.open(BytesIO(data)) as img:
-        if img.mode == "1":
-            mask = bits_of(img)
-        else:
-            mask = np.asarray(img.convert("L")) > 127
-    if mask.shape != (size, size):
-        mask = _resize(mask.view(np.uint8), size, nearest=True).astype(bool)
-    return mask
+        mask = bits_of(img) if img.mode == "1" else binarize(np.asarray(img.convert("L")))
+    return resize_labels(mask, size)
 
 
 def latent_mask(mask: np.ndarray, factor: int) -> np.ndarray:
     """Max-pool of an ``HxW`` bool mask over ``factor x factor`` cells (a cell is on if any pixel is)."""
     h, w = mask.shape
     rows = mask.reshape(h // factor, factor, w).any(axis=1)  # two 1-axis reductions: ~6x faster than one
-    return rows.reshape(h // factor, w // factor, factor).any(axis=2)
+    cells = rows.reshape(h // factor, w // factor, factor).any(axis=2)
+    return np.asarray(cells)
 
 
 def prepare_batch(batch: dict[str, Any], device: torch.device | str | None = None,
@@ -189,10 +172,8 @@ def prepare_batch(batch: dict[str, Any], device: torch.device | str | None = Non
     ``mask`` and ``mask_latent`` become 0/1 floats; the other keys pass through.
     """
     out = dict(batch)
-    obj = batch["object"].to(device=device, non_blocking=True).permute(0, 3, 1, 2)
-    tgt = batch["target"].to(device=device, non_blocking=True).permute(0, 3, 1, 2)
-    out["object"] = obj.to(dtype, memory_format=torch.contiguous_format).div_(255.0)
-    out["target"] = tgt.to(dtype, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
+    out["object"] = object_pixels(batch["object"].to(device=device, non_blocking=True), dtype)
+    out["target"] = target_pixels(batch["target"].to(device=device, non_blocking=True), dtype)
     out["mask"] = batch["mask"].to(device=device, non_blocking=True).to(dtype)
     out["mask_latent"] = batch["mask_latent"].to(device=device, non_blocking=True).to(dtype)
     return out
@@ -211,14 +192,12 @@ class _Row:
 
     __slots__ = ("file", "index", "source", "data")
 
-    def __init__(self, file: int, index: int, source: str, data: dict | None) -> None:
+    def __init__(self, file: int, index: int, source: str, data: dict[str, Any] | None) -> None:
         self.file, self.index, self.source, self.data = file, index, source, data
 
 
-def _batch_rows(batch: Any, light: bool) -> list[dict] | None:
-    """Columns of an Arrow batch as row dicts (image columns as their bytes); ``None`` when light."""
-    if light:
-        return None
+def _batch_rows(batch: Any) -> list[dict[str, Any]]:
+    """Columns of an Arrow batch as row dicts (image columns as their bytes)."""
     cols = {name: batch.column(name) for name in _FULL_COLUMNS}
     values = {name: (cols[name].field("bytes") if name in ("object", "target", "mask") else cols[name]).to_pylist()
               for name in _FULL_COLUMNS}
@@ -235,7 +214,7 @@ class _RowReader:
         self.paths = list(paths)
         self.position = (0, 0)
 
-    def rows(self, start: tuple[int, int], light: bool) -> Iterator[_Row]:
+    def rows(self, start: tuple[int, int], light: bool) -> Generator[_Row, None, None]:
         import pyarrow.parquet as pq
 
         self.position = start
@@ -243,7 +222,7 @@ class _RowReader:
             first = start[1] if fi == start[0] else 0
             with pq.ParquetFile(self.paths[fi]) as pf:
                 md = pf.metadata
-                offsets = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+                offsets = row_group_offsets(md)
                 g0 = int(np.searchsorted(offsets, first, side="right")) - 1
                 if g0 >= md.num_row_groups:
                     continue
@@ -252,7 +231,7 @@ class _RowReader:
                 for batch in pf.iter_batches(batch_size=_READ_BATCH, row_groups=range(g0, md.num_row_groups),
                                              columns=columns):
                     sources = batch.column("source").to_pylist()
-                    data = _batch_rows(batch, light)
+                    data = None if light else _batch_rows(batch)
                     for k, source in enumerate(sources):
                         if index >= first:
                             self.position = (fi, index + 1)
@@ -270,14 +249,13 @@ class _RowReader:
                 by_file.setdefault(row.file, []).append(row)
         for fi, todo in by_file.items():
             with pq.ParquetFile(self.paths[fi]) as pf:
-                md = pf.metadata
-                offsets = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+                offsets = row_group_offsets(pf.metadata)
                 by_group: dict[int, list[_Row]] = {}
                 for row in todo:
                     by_group.setdefault(int(np.searchsorted(offsets, row.index, side="right")) - 1, []).append(row)
                 for g, group_rows in by_group.items():
                     table = pf.read_row_group(g, columns=_FULL_COLUMNS)
-                    data = [r for batch in table.to_batches() for r in _batch_rows(batch, light=False)]
+                    data = [r for batch in table.to_batches() for r in _batch_rows(batch)]
                     for row in group_rows:
                         row.data = data[row.index - int(offsets[g])]
 
@@ -302,10 +280,10 @@ def split_shards(shards: Sequence[dict], rank: int, world_size: int, where: str 
 class ShardStream(IterableDataset):
     """One rank's pair shards as a stream of sample dicts (see the module docstring).
 
-    A sample: ``object`` float32 ``3 x S_obj x S_obj`` in [0, 1]; ``target`` float32
-    ``3 x S x S`` in [-1, 1]; ``mask`` float32 ``1 x S x S`` (0/1, the level drawn for the
-    sample); ``mask_latent`` float32 ``1 x S/f x S/f`` (max-pool of ``mask``); ``level`` int64;
-    ``pair_id`` and ``source`` strings.
+    A sample, as decoded (:func:`prepare_batch` turns a batch of them into model inputs on the device):
+    ``object`` uint8 ``S_obj x S_obj x 3`` and ``target`` uint8 ``S x S x 3`` (RGB, 0-255); ``mask``
+    uint8 ``1 x S x S`` (0/1, the level drawn for the sample); ``mask_latent`` uint8 ``1 x S/f x S/f``
+    (max-pool of ``mask``); ``level`` int64; ``pair_id`` and ``source`` strings.
     """
 
     def __init__(self, shard_dir: str | Path, cfg: LoaderConfig | None = None, rank: int = 0,
@@ -374,7 +352,7 @@ class ShardStream(IterableDataset):
             counts.append(sum(1 for _ in self._kept(_RowReader(self._paths(ids)).rows((0, 0), True), keep_rng)))
         return counts
 
-    def _kept(self, rows: Iterator[_Row], keep_rng: np.random.Generator) -> Iterator[_Row]:
+    def _kept(self, rows: Iterator[_Row], keep_rng: np.random.Generator) -> Generator[_Row, None, None]:
         """``rows`` thinned by the source weights (one keep draw per row)."""
         if self.keep_probs is None:
             yield from rows
@@ -448,6 +426,7 @@ class ShardStream(IterableDataset):
             skip = self._skips[worker]
         epoch = self.epoch
         for row in self.shuffled_rows(epoch, worker, n, skip):
+            assert row.data is not None  # shuffled_rows reads the columns of every row it yields
             yield self.make_sample(row.data, epoch)
 
 
@@ -464,8 +443,6 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 
 def _worker_init(_worker_id: int) -> None:
     """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
-    import cv2
-
     cv2.setNumThreads(1)
 
 

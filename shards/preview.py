@@ -23,7 +23,7 @@ import numpy as np
 
 from imprint.augment.mask_levels import NUM_LEVELS, MaskLevelConfig, mask_levels
 from imprint.errors import UsageError
-from imprint.io import read_manifest
+from imprint.io import read_manifest, row_group_offsets, write_text_atomic
 from imprint.shards.verify import shard_dirs
 
 __all__ = ["main", "render_row", "sample_rows", "write_preview"]
@@ -45,26 +45,25 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 _HEADERS = ("object", "target", "target + mask", *(f"level {i}" for i in range(NUM_LEVELS)), "pair")
 
 
-def sample_rows(shard_dir: str | Path, n: int, seed: int = 0) -> list[tuple[dict, int]]:
+def sample_rows(shard_dir: str | Path, n: int, seed: int = 0) -> list[tuple[dict[str, Any], int | None]]:
     """``n`` rows (fewer if there are fewer) drawn without replacement across all shards, as
     ``(row, stage)``, in shard order; reads only the row groups that hold them."""
     import pyarrow.parquet as pq
 
-    parts: list[tuple[Path, int, int]] = []  # (path, rows, stage)
+    parts: list[tuple[Path, int, int | None]] = []  # (path, rows, stage)
     for d in shard_dirs(shard_dir):
         manifest = read_manifest(d)
         parts += [(d / s["file"], s["rows"], manifest.get("stage")) for s in manifest["shards"]]
     offsets = np.cumsum([0] + [rows for _, rows, _ in parts])
     total = int(offsets[-1])
     picks = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
-    out: list[tuple[dict, int]] = []
+    out: list[tuple[dict[str, Any], int | None]] = []
     for k, (path, rows, stage) in enumerate(parts):
         wanted = picks[(picks >= offsets[k]) & (picks < offsets[k + 1])] - offsets[k]
         if wanted.size == 0:
             continue
         with pq.ParquetFile(path) as pf:
-            md = pf.metadata
-            starts = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+            starts = row_group_offsets(pf.metadata)
             groups = np.searchsorted(starts, wanted, side="right") - 1
             for g in np.unique(groups):
                 table = pf.read_row_group(int(g)).to_pylist()
@@ -138,12 +137,13 @@ def render_row(row: dict, stage: int | None, levels: MaskLevelConfig) -> str:
     """One sample as an HTML ``div.sample``: 7 images and the caption."""
     from PIL import Image
 
-    from imprint.masks import encode_mask_png
+    from imprint.geometry import binarize
+    from imprint.masks import bits_of, encode_mask_png
 
     with Image.open(BytesIO(row["target"]["bytes"])) as img:
         target = np.asarray(img.convert("RGB"))
     with Image.open(BytesIO(row["mask"]["bytes"])) as img:
-        fine = np.asarray(img, dtype=bool) if img.mode == "1" else np.asarray(img.convert("L")) > 127
+        fine = bits_of(img) if img.mode == "1" else binarize(np.asarray(img.convert("L")))
     cells = [
         f'<img src="{_image_uri(row["object"]["bytes"])}" alt="object">',
         f'<img src="{_image_uri(row["target"]["bytes"])}" alt="target">',
@@ -178,7 +178,7 @@ def write_preview(shard_dir: str | Path, out_html: str | Path, n: int = 32, seed
     ]
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    write_text_atomic(out, "\n".join(parts) + "\n")
     return out
 
 

@@ -14,7 +14,6 @@ holding ``stage1/`` and ``stage2/`` checks both. Parts are checked in parallel t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from imprint.io import MANIFEST, ManifestError, read_manifest
+from imprint.io import MANIFEST, ManifestError, read_manifest, sha256_file
 from imprint.shards.schema import IMAGE_COLUMNS, SHARD_SCHEMA
 
 __all__ = ["main", "schema_problems", "shard_dirs", "verify_shards"]
@@ -61,14 +60,6 @@ def shard_dirs(path: str | Path) -> list[Path]:
         return [path]
     stages = sorted(p for p in path.glob("stage*") if p.is_dir())
     return stages or [path]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def schema_problems(schema: pa.Schema) -> list[str]:
@@ -162,7 +153,7 @@ def _check_part(shard_dir: Path, entry: dict, stage: int | None) -> tuple[list[s
     size = path.stat().st_size
     if "bytes" in entry and size != entry["bytes"]:
         problem(f"is {size} bytes, the manifest says {entry['bytes']}")
-    if "sha256" in entry and _sha256(path) != entry["sha256"]:
+    if "sha256" in entry and sha256_file(path) != entry["sha256"]:
         problem(f"sha256 differs from the manifest's ({entry['sha256'][:12]}...)")
     try:
         pf = pq.ParquetFile(path)
@@ -242,12 +233,17 @@ def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def verify_shards(shard_dir: str | Path, workers: int | None = None) -> list[str]:
-    """Problems of the shards in ``shard_dir`` (a stage folder, or one holding ``stage*/``); empty = fine."""
+def verify_shards(shard_dir: str | Path, workers: int | None = None) -> tuple[list[str], list[str]]:
+    """``(problems, summaries)`` of the shards in ``shard_dir`` (a stage folder, or one holding ``stage*/``): every
+    problem found (none = fine) and one line per shard folder (shards, rows by source, images checked)."""
     problems: list[str] = []
+    summaries = []
     for d in shard_dirs(shard_dir):
-        problems += _verify_dir(d, workers or _default_workers())[0]
-    return problems
+        found, tally = _verify_dir(d, workers or _default_workers())
+        problems += found
+        sources = ", ".join(f"{s} {n}" for s, n in sorted(tally.sources.items()))
+        summaries.append(f"{d}: {tally.shards} shards, {tally.rows} rows ({sources}), {tally.images} images")
+    return problems, summaries
 
 
 DESCRIPTION = ("Check pair shards against their manifest: hashes, sizes, row counts, schema, and that every image "
@@ -261,19 +257,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``imprint verify PATH``: print each problem (exit 1) or a one-line OK summary (exit 0)."""
-    problems: list[str] = []
-    lines = []
-    for d in shard_dirs(args.path):
-        found, tally = _verify_dir(d, args.workers or _default_workers())
-        problems += found
-        sources = ", ".join(f"{s} {n}" for s, n in sorted(tally.sources.items()))
-        lines.append(f"{d}: {tally.shards} shards, {tally.rows} rows ({sources}), {tally.images} images")
+    problems, summaries = verify_shards(args.path, args.workers)
     for text in problems:
         print(text)
     if problems:
         print(f"imprint verify: {len(problems)} problem(s) in {args.path}", file=sys.stderr)
         return 1
-    print(f"imprint verify: OK: {'; '.join(lines)}")
+    print(f"imprint verify: OK: {'; '.join(summaries)}")
     return 0
 
 

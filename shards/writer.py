@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from imprint.io import sha256_file, write_parquet_atomic
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_shard(rows: list[dict[str, Any]], path: Path, row_group_rows: int) -> dict[str, Any]:
     """Write rows as one Parquet shard (temporary name, then rename). Returns its rows, bytes and sha256."""
     table = pa.Table.from_pylist(rows, schema=SHARD_SCHEMA)
-    tmp = path.with_name(path.name + ".tmp")
     # Images are already compressed (JPEG/PNG): only the small columns gain from zstd.
     compression = {name: ("none" if name in ("object", "target", "mask") else "zstd") for name in SHARD_SCHEMA.names}
-    pq.write_table(table, tmp, row_group_size=row_group_rows, compression=compression,
-                   use_dictionary=["source", "group_id", "instance_id", "category"], write_statistics=False)
-    os.replace(tmp, path)
+    write_parquet_atomic(table, path, row_group_size=row_group_rows, compression=compression,
+                         use_dictionary=["source", "group_id", "instance_id", "category"], write_statistics=False)
     return {"file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +28,6 @@ from imprint.augment import (  # noqa: E402
     build_lut,
     color_table,
     draw_level,
-    identity_affine,
-    identity_color,
     is_degenerate,
     list_cubes,
     load_cube_table,
@@ -36,9 +35,82 @@ from imprint.augment import (  # noqa: E402
     mask_levels,
     sample_affine,
     sample_color,
-    write_cube_file,
 )
 from imprint.masks import mask_bbox  # noqa: E402
+
+
+# ---------------------------------------------------------------- references (what the production code must equal)
+
+
+def identity_affine() -> AffineParams:
+    """The T that changes nothing."""
+    return AffineParams(angle=0.0, scale=1.0, shear_x=0.0, shear_y=0.0, tx=0.0, ty=0.0, flip=False)
+
+
+def identity_color() -> ColorParams:
+    """The P that changes nothing."""
+    return ColorParams(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, None)
+
+
+def write_cube_file(
+    path: str | os.PathLike[str],
+    table: np.ndarray | ImageFilter.Color3DLUT,
+    title: str | None = None,
+) -> Path:
+    """Write a 3-channel cubic LUT (``(n, n, n, 3)`` ``[b, g, r]`` array or Color3DLUT) as an Adobe ``.cube`` file.
+
+    Lines are written red-fastest, the order ``pillow_lut.load_cube_file`` reads back.
+    """
+    if isinstance(table, ImageFilter.Color3DLUT):
+        if table.channels != 3:
+            raise ValueError("only 3-channel LUTs can be written")
+        n1, n2, n3 = table.size
+        table = np.asarray(table.table, dtype=np.float64).reshape(n3, n2, n1, 3)
+    arr = np.asarray(table, dtype=np.float64)
+    n = arr.shape[0]
+    if arr.shape != (n, n, n, 3) or n < 2:
+        raise ValueError(f"table must be (n, n, n, 3) with n >= 2, got {arr.shape}")
+    lines = []
+    if title:
+        lines.append(f'TITLE "{title}"')
+    lines.append(f"LUT_3D_SIZE {n}")
+    lines.extend(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in arr.reshape(-1, 3).tolist())
+    out = Path(path)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def apply_affine_transform(
+    image: np.ndarray,
+    mask: np.ndarray,
+    params: AffineParams,
+    fill: tuple[int, int, int] = (255, 255, 255),
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`apply_affine` through ``A.HorizontalFlip`` and ``A.Affine`` transform objects (the reference)."""
+    import albumentations as A
+
+    img = np.ascontiguousarray(image)
+    msk = (mask != 0).view(np.uint8)
+    if params.flip:
+        out = A.HorizontalFlip(p=1.0)(image=img, mask=msk)
+        img, msk = out["image"], out["mask"]
+    warp = A.Affine(
+        scale=(params.scale, params.scale),
+        translate_percent={"x": (params.tx, params.tx), "y": (params.ty, params.ty)},
+        rotate=(params.angle, params.angle),
+        shear={"x": (params.shear_x, params.shear_x), "y": (params.shear_y, params.shear_y)},
+        interpolation=cv2.INTER_LINEAR,
+        mask_interpolation=cv2.INTER_NEAREST,
+        fit_output=False,
+        keep_ratio=False,
+        balanced_scale=False,
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=tuple(fill),
+        fill_mask=0,
+        p=1.0,
+    )
+    out = warp(image=img, mask=msk)
+    return np.ascontiguousarray(out["image"]), out["mask"] != 0
 
 
 # ---------------------------------------------------------------- fixtures
@@ -474,7 +546,6 @@ def test_draw_level_follows_probs():
 
 
 def test_functional_affine_equals_the_albumentations_transform():
-    from imprint.augment.affine import apply_affine, apply_affine_transform, sample_affine
 
     rng = np.random.default_rng(11)
     image = rng.integers(0, 256, size=(61, 83, 3), dtype=np.uint8)

@@ -23,3 +23,11 @@ def test_overrides_are_typed_and_validated(tmp_path):
     bad.write_text("verify: sometimes\n")
     with pytest.raises(ConfigError, match="verify must be one of"):
         load_config(IngestConfig, bad)
+
+
+def test_yaml_words_yes_and_no_stay_strings_where_a_string_is_expected():
+    from imprint.config import load_yaml, parse_overrides
+
+    assert parse_overrides(["mixed_precision=no", "flag=true", "other=False"]) == {
+        "mixed_precision": "no", "flag": True, "other": False}
+    assert load_yaml("a: no\nb: off\nc: yes\nd: false") == {"a": "no", "b": "off", "c": "yes", "d": False}

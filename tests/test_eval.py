@@ -46,3 +46,46 @@ def test_dreambooth_layout(tmp_path):
     assert ex.object_mask.sum() == 600 and ex.real is None
     with pytest.raises(EvalSetError, match="DreamBooth-style"):
         from_dreambooth(tmp_path / "nothing", 1)
+
+
+def _dreambooth(root):
+    subject = root / "subjects" / "cat"
+    subject.mkdir(parents=True)
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[4:28, 6:26] = (200, 40, 30, 255)
+    Image.fromarray(rgba, "RGBA").save(subject / "00.png")
+    (root / "backgrounds").mkdir()
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(root / "backgrounds" / "1_GT.png")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:40, 20:50] = 255
+    Image.fromarray(mask).save(root / "backgrounds" / "1_mask.png")
+    return root
+
+
+def test_eval_offline_with_the_default_backbones_is_one_line(tmp_path):
+    """The default metric backbones are hub ids: offline and not cached, `imprint eval` ends in one line that says
+    what to do (no traceback), with a non-zero exit. HF_HUB_OFFLINE=1 (set for the tests) makes it fail fast."""
+    import os
+    import subprocess
+    import sys
+
+    model = tmp_path / "final"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"type": "imprint-compositor"}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # an empty cache
+    out = subprocess.run([sys.executable, "-m", "imprint.cli", "eval", "--model", str(model), "--test",
+                          str(_dreambooth(tmp_path / "test")), "--out", str(tmp_path / "report")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("imprint eval: cannot load the DINO metric backbone 'facebook/dinov2-small'")
+    assert "HF_HUB_OFFLINE is set" in out.stderr and "pass its folder" in out.stderr
+    assert not (tmp_path / "report" / "metrics.json").exists()
+
+
+def test_eval_checks_every_model_folder_before_loading_anything(tmp_path, capsys):
+    assert main(["eval", "--model", str(tmp_path / "nothing"), "--test", str(_dreambooth(tmp_path / "test")),
+                 "--out", str(tmp_path / "report"), "--dino", "tiny", "--clip", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imprint eval: ") and "has no config.json" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "report").exists()  # not even the tiny backbones were built

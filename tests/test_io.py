@@ -35,6 +35,20 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
+def test_replace_dir_moves_a_finished_folder_over_the_old_one(tmp_path):
+    new, dst = tmp_path / "new.partial", tmp_path / "dst"
+    dst.mkdir()
+    (dst / "old.txt").write_text("old")
+    new.mkdir()
+    (new / "a.txt").write_text("a")
+    io.replace_dir(new, dst)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst"] and [p.name for p in dst.iterdir()] == ["a.txt"]
+    again = tmp_path / "again"
+    again.mkdir()
+    io.replace_dir(again, tmp_path / "fresh")  # nothing there before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "fresh"]
+
+
 def _shard_folder(tmp_path, sizes, group_rows):
     from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 
@@ -88,3 +102,19 @@ def test_an_unreachable_model_is_one_clear_error(tmp_path):
     with pytest.raises(ModelUnavailable, match="complete model folder"):
         load_pretrained(offline, tmp_path, "the UNet")
     assert load_pretrained(lambda name, **kw: (name, kw), "x", "y", subfolder="unet") == ("x", {"subfolder": "unet"})
+
+
+def test_verify_and_preview_never_import_torch(sample_shards, tmp_path):
+    """`imprint verify`, `imprint preview` and reading a manifest, run as the user runs them, load no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from imprint.cli import main; from imprint.io import read_manifest; "
+            "read_manifest(sys.argv[1] + '/stage2'); "
+            "assert main(['verify', sys.argv[1]]) == 0; "
+            "assert main(['preview', sys.argv[1], '--n', '4', '--out', sys.argv[2]]) == 0; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'diffusers')))")
+    out = subprocess.run([sys.executable, "-c", code, str(sample_shards), str(tmp_path / "p.html")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    assert "imprint verify: OK" in out.stdout and (tmp_path / "p.html").read_text().count('class="sample"') == 4

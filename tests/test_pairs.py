@@ -13,9 +13,8 @@ from imprint.augment.affine import AffineConfig, AffineParams, apply_affine
 from imprint.augment.color import ColorParams, apply_color
 from imprint.cli import main
 from imprint.executor import LocalExecutor
+from imprint.geometry import Window, crop_window, remove_background, resize_crop, resize_mask
 from imprint.masks import decode_mask_png, mask_bbox
-from imprint.pairing.build import (Window, crop_window, remove_background, resize_image, resize_mask,
-                                    square_window)
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.job import run_pairs
 from imprint.pairing.plan import candidate_pairs
@@ -111,7 +110,7 @@ def test_stage2_augmentation_parameters_round_trip(sample_data, tmp_path):
         win = Window(crop["x0"], crop["y0"], crop["side"], crop["context"], crop["padded"])
         fill = tuple(r["aug"]["fill"])
         obj_mask = resize_mask(crop_window(mask, win, False), 96)
-        obj = remove_background(resize_image(crop_window(frame, win, fill), 96), obj_mask, fill)
+        obj = remove_background(resize_crop(crop_window(frame, win, fill), 96), obj_mask, fill)
         moved, moved_mask = apply_affine(obj, obj_mask, AffineParams.from_dict(r["aug"]["affine"]), fill=fill)
         expected = remove_background(apply_color(moved, ColorParams.from_dict(r["aug"]["color"])), moved_mask, fill)
         stored = np.asarray(Image.open(io.BytesIO(r["object"]["bytes"])).convert("RGB"))
@@ -186,18 +185,6 @@ def test_bad_inputs_are_counted_drops(sample_data, tmp_path):
     assert far["dropped"].get("degenerate_affine", 0) == far["seen"] and far["kept"] == 0
     tiny = build(data, tmp_path / "tiny", 2, {"ytvos": 2}, min_target_area=0.9)
     assert tiny["dropped"].get("vanished_after_crop", 0) == tiny["seen"]
-
-
-def test_window_at_the_frame_edge_is_shifted_inside_or_padded():
-    win = square_window([0, 0, 10, 20], 2.0, 100, 50)
-    assert (win.x0, win.y0, win.side, win.padded) == (0, 0, 40, False)
-    fit = square_window([0, 10, 30, 45], 2.0, 100, 50, fit=True)
-    assert fit.side == 50 and not fit.padded and fit.y0 == 0
-    big = square_window([0, 0, 100, 50], 1.5, 100, 50, fit=True)
-    assert big.side == 100 and big.padded
-    image = np.arange(2 * 3 * 3).reshape(2, 3, 3).astype(np.uint8)
-    out = crop_window(image, Window(-1, -1, 3, 1.0, True), 255)
-    assert out.shape == (3, 3, 3) and (out[0] == 255).all() and np.array_equal(out[1:, 1:], image[:2, :2])
 
 
 def test_cli_builds_each_stage_from_the_sources_that_feed_it(sample_data, tmp_path):

@@ -45,8 +45,10 @@ def _only_about(problems: list[str], name: str) -> None:
 
 
 def test_good_set_passes(good: Path, capsys: pytest.CaptureFixture) -> None:
-    assert verify_shards(good / "stage2") == []
-    assert verify_shards(good) == []
+    assert verify_shards(good / "stage2")[0] == []
+    problems, summaries = verify_shards(good)
+    assert problems == [] and len(summaries) == 2
+    assert summaries[1].startswith(f"{good / 'stage2'}: 3 shards, 26 rows (") and summaries[1].endswith(" 78 images")
     assert verify_main([str(good)]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "OK" in out and "stage1: 2 shards, 9 rows" in out
@@ -58,7 +60,7 @@ def test_flipped_byte(stage2: Path, capsys: pytest.CaptureFixture) -> None:
     data = bytearray(part.read_bytes())
     data[len(data) // 2] ^= 0xFF
     part.write_bytes(bytes(data))
-    problems = verify_shards(stage2)
+    problems = verify_shards(stage2)[0]
     _only_about(problems, "part-00001.parquet")
     assert any("sha256" in p for p in problems)
     assert verify_main([str(stage2)]) == 1
@@ -67,20 +69,20 @@ def test_flipped_byte(stage2: Path, capsys: pytest.CaptureFixture) -> None:
 
 def test_missing_part(stage2: Path) -> None:
     (stage2 / "part-00002.parquet").unlink()
-    problems = verify_shards(stage2)
+    problems = verify_shards(stage2)[0]
     assert problems == [f"{stage2 / 'part-00002.parquet'}: listed in manifest.json but missing"]
 
 
 def test_extra_part(stage2: Path) -> None:
     shutil.copy(stage2 / "part-00000.parquet", stage2 / "part-00003.parquet")
-    assert verify_shards(stage2) == [f"{stage2 / 'part-00003.parquet'}: not listed in manifest.json"]
+    assert verify_shards(stage2)[0] == [f"{stage2 / 'part-00003.parquet'}: not listed in manifest.json"]
 
 
 def test_manifest_rows_off(stage2: Path) -> None:
     manifest = json.loads((stage2 / "manifest.json").read_text())
     manifest["shards"][0]["rows"] += 1
     (stage2 / "manifest.json").write_text(json.dumps(manifest))
-    problems = verify_shards(stage2)
+    problems = verify_shards(stage2)[0]
     assert any("part-00000.parquet: has 10 rows, the manifest says 11" in p for p in problems)
     assert any("rows is 26, its shards sum to 27" in p for p in problems)
 
@@ -92,7 +94,7 @@ def test_schema_mismatch(stage2: Path) -> None:
     bbox = pa.array(table.column("bbox").to_pylist(), pa.list_(pa.int64()))
     table = table.set_column(i, pa.field("bbox", bbox.type, nullable=False), bbox)
     _rewrite_part(part, table)
-    problems = verify_shards(stage2)
+    problems = verify_shards(stage2)[0]
     _only_about(problems, "part-00000.parquet")
     assert len(problems) == 1 and re.search(r"column 'bbox' is list<.*int64>, expected fixed_size_list<.*int32>\[4\]",
                                             problems[0]), problems
@@ -106,7 +108,7 @@ def test_image_that_does_not_decode(stage2: Path) -> None:
     rows[3]["target"]["bytes"] = rows[3]["target"]["bytes"][:40]  # a truncated image
     rows[5]["mask"]["bytes"] = rows[5]["object"]["bytes"]  # RGB, and the object's size
     _rewrite_part(part, pa.Table.from_pylist(rows, schema=SHARD_SCHEMA))
-    problems = verify_shards(stage2)
+    problems = verify_shards(stage2)[0]
     _only_about(problems, "part-00002.parquet")
     assert any(f"row 3 ({rows[3]['pair_id']}): target does not decode" in p for p in problems)
     assert any(f"row 5 ({rows[5]['pair_id']}): mask is RGB" in p for p in problems)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from imprint.errors import ImprintError
-from imprint.io import read_json, write_json_atomic
+from imprint.io import read_json, replace_dir, write_json_atomic
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -91,8 +91,7 @@ def save_checkpoint(accelerator: Any, run: Path, step: int, state: dict[str, Any
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json_atomic(tmp / STATE_FILE, {**state, "world_size": accelerator.num_processes})
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        replace_dir(tmp, final)
         for old in checkpoint_dirs(run)[:-limit]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

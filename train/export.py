@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from imprint.hub import load_pretrained
-from imprint.io import write_json_atomic
+from imprint.io import replace_dir, write_json_atomic
 from imprint.train.models import (COMPOSITOR_TYPE, VAE, ImageEncoder, ModelFolderError, NoiseScheduler, UNet,
                                   read_model_config)
 
@@ -30,8 +30,7 @@ def write_folder(folder: str | Path, write: Callable[[Path], object]) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    replace_dir(tmp, folder)
     return folder
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from imprint.geometry import object_pixels, target_pixels
 from imprint.io import read_shard_rows
 from imprint.shards.loader import decode_mask, decode_rgb
 from imprint.train.parts import encode_latents
@@ -21,13 +22,11 @@ def load_examples(shard_dir: Path, n: int, object_size: int, resolution: int) ->
     rows = read_shard_rows(shard_dir, n, columns=["pair_id", "object", "target", "mask"])
     if not rows:
         raise ValueError(f"{shard_dir} has no rows to validate on")
-    objects = np.stack([decode_rgb(r["object"]["bytes"], object_size) for r in rows])
-    targets = np.stack([decode_rgb(r["target"]["bytes"], resolution) for r in rows])
-    masks = np.stack([decode_mask(r["mask"]["bytes"], resolution) for r in rows])
-    obj = torch.from_numpy(objects).permute(0, 3, 1, 2).float() / 255
-    tgt = torch.from_numpy(targets).permute(0, 3, 1, 2).float() / 127.5 - 1
-    mask = torch.from_numpy(masks[:, None].astype(np.float32))
-    return {"object": obj, "target": tgt, "mask": mask, "pair_id": [r["pair_id"] for r in rows]}
+    objects = np.stack([decode_rgb(row["object"]["bytes"], object_size) for row in rows])
+    targets = np.stack([decode_rgb(row["target"]["bytes"], resolution) for row in rows])
+    masks = np.stack([decode_mask(row["mask"]["bytes"], resolution) for row in rows])
+    return {"object": object_pixels(torch.from_numpy(objects)), "target": target_pixels(torch.from_numpy(targets)),
+            "mask": torch.from_numpy(masks[:, None].astype(np.float32)), "pair_id": [row["pair_id"] for row in rows]}
 
 
 @torch.no_grad()
