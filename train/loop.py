@@ -133,7 +133,8 @@ def setup(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | Non
     trainable = [p for ps in groups.values() for p in ps]
     plan = _plan(cfg, loader, accelerator)
     epochs = 2 * cfg.sct.n_epochs if cfg.stage == 2 else cfg.epochs
-    state = TrainState(cfg, run, accelerator, unet_p, encoder_p, accelerator.unwrap_model(unet_p), encoder, vae,
+    state = TrainState(cfg, run, accelerator, unet_p, encoder_p, accelerator.unwrap_model(unet_p),
+                       accelerator.unwrap_model(encoder_p), vae,
                        scheduler, trainable, optimizer, loader, plan, total=cfg.max_steps or plan.total(epochs),
                        ema=_ema(cfg, trainable, accelerator),
                        encoder_init=str(encoder_path) if encoder_path is not None else "dinov2")
