@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from imprint.config import fingerprint
 from imprint.executor import Executor
-from imprint.ingest.download import DownloadError, ItemStatus, redact_url
+from imprint.ingest.download import STATUS_FIELDS, DownloadError, ItemStatus, redact_url
 from imprint.ingest.sources import Option
 from imprint.io import read_json, write_json_atomic, write_parquet_atomic
 from imprint.parts import is_done, marker_path, part_path, prepare_out_dir, read_marker, run_parts
@@ -79,9 +79,23 @@ Step = Callable[[Sequence[Any]], list[ItemStatus]]
 def write_status_part(status_dir: Path, index: int, statuses: Sequence[ItemStatus]) -> Path:
     """Write one chunk's statuses to ``status_dir/part-NNNNN.parquet`` atomically."""
     path = part_path(status_dir, f"part-{index:05d}")
-    rows = sorted((s.to_row() for s in statuses), key=lambda r: str(r["item_id"]))
-    write_parquet_atomic(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), path)
+    write_parquet_atomic(status_table(statuses), path)
     return path
+
+
+def status_table(statuses: Sequence[ItemStatus]) -> pa.Table:
+    """The ledger rows of ``statuses``, sorted by item id (built column by column: one pass per field)."""
+    ordered = sorted(statuses, key=lambda s: str(s.item_id))
+    columns = {name: [getattr(s, name) for s in ordered] for name in STATUS_FIELDS if name != "extra"}
+    columns["extra"] = [ItemStatus.extra_json(s.extra) for s in ordered]
+    return pa.Table.from_pydict(columns, schema=LEDGER_SCHEMA)
+
+
+def statuses_of(table: pa.Table) -> list[ItemStatus]:
+    """The statuses of a ledger table (columns it lacks take their defaults; columns it adds are ignored)."""
+    names = [n for n in table.column_names if n in STATUS_FIELDS]
+    columns = [table.column(n).to_pylist() for n in names]
+    return [ItemStatus.from_row(dict(zip(names, values))) for values in zip(*columns)]
 
 
 def load_status_parts(status_dir: Path) -> dict[int, list[ItemStatus]]:
@@ -96,11 +110,10 @@ def load_status_parts(status_dir: Path) -> dict[int, list[ItemStatus]]:
     for path in sorted(status_dir.glob("part-*.parquet")):
         try:
             index = int(path.stem.split("-", 1)[1])
-            rows = pq.read_table(path).to_pylist()
-        except (OSError, ValueError, pa.ArrowException) as exc:
+            parts[index] = statuses_of(pq.read_table(path))
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
             raise DownloadError(f"status ledger {path} is unreadable ({exc}); delete it and rerun: its items "
                                 f"will be checked again (files already in place are not fetched)") from None
-        parts[index] = [ItemStatus.from_row(row) for row in rows]
     return parts
 
 
