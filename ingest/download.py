@@ -11,7 +11,12 @@ and keeps their statuses.
   streams to ``<dest>.part``, checks the size (a truncated body is an error) and the
   checksum when one is given, then renames atomically: a kill never leaves a
   half-written file under the final name. A file already in place is not fetched
-  again (``cached``).
+  again (``cached``). Per item that is one ``stat`` (the cache), the ``.part`` opened
+  (its folder made only when missing), one ``writev`` of the body's chunks for most
+  files (no joined copy), ``close`` and the rename; ``fsync`` only with
+  ``DownloadConfig.fsync`` (a kill loses nothing without it: only a power cut can).
+- Every chunk's client shares one TLS context per process (:func:`ssl_context`):
+  loading the CA bundle is the slow part of making a client.
 - Every item ends with an :class:`ItemStatus`: ``ok`` or ``cached``, or the reason it
   failed (``failed_download``, ``bad_checksum``, ``too_large``, and after the fetch the
   step's own: ``failed_decode``, ``failed_segment``, ``failed_render``, ``error``, …)
@@ -146,7 +151,6 @@ class ItemStatus:
 
 STATUS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ItemStatus))  # the ledger's columns, in order
 _FIELD_SET = frozenset(STATUS_FIELDS)
-
 
 
 def redact_url(url: str) -> str:
@@ -465,5 +469,5 @@ def _write_all(fd: int, blocks: list[bytes]) -> None:
 
 
 def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never made, or its folder never could be
         os.unlink(path)

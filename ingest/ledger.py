@@ -24,11 +24,12 @@ dropped item in ``DATA/records/<source>/report.json`` under its status, so ``see
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -57,6 +58,11 @@ LEDGER_SCHEMA = pa.schema([
     ("attempts", pa.int32()), ("bytes", pa.int64()), ("path", pa.string()), ("seconds", pa.float64()),
     ("updated", pa.float64()), ("extra", pa.string()),
 ])
+
+
+# what an optional column missing from an older ledger part reads as (a missing required one is an error)
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ItemStatus) if f.default is not MISSING}
+_DEFAULTS["extra"] = "{}"
 
 
 class Item(Protocol):
@@ -92,10 +98,15 @@ def status_table(statuses: Sequence[ItemStatus]) -> pa.Table:
 
 
 def statuses_of(table: pa.Table) -> list[ItemStatus]:
-    """The statuses of a ledger table (columns it lacks take their defaults; columns it adds are ignored)."""
-    names = [n for n in table.column_names if n in STATUS_FIELDS]
-    columns = [table.column(n).to_pylist() for n in names]
-    return [ItemStatus.from_row(dict(zip(names, values))) for values in zip(*columns)]
+    """The statuses of a ledger table (optional columns it lacks take their defaults; columns it adds are
+    ignored). Built column by column: a rerun reads the whole ledger back."""
+    n = table.num_rows
+    present = set(table.column_names)
+    columns = [table.column(name).to_pylist() if name in present else [_DEFAULTS[name]] * n
+               for name in STATUS_FIELDS]
+    extra = STATUS_FIELDS.index("extra")
+    columns[extra] = [json.loads(e) if e and e != "{}" else {} for e in columns[extra]]
+    return [ItemStatus(*values) for values in zip(*columns)]
 
 
 def load_status_parts(status_dir: Path) -> dict[int, list[ItemStatus]]:

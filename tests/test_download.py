@@ -5,7 +5,9 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -16,9 +18,12 @@ import pytest
 from http_fixture import FixtureServer, Reply
 
 from imprint.executor import LocalExecutor
-from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, backoff_delay,
-                                     parse_retry_after, redact_url, scrub)
-from imprint.ingest.ledger import load_status, load_status_parts, run_items, select_items
+import pyarrow.parquet as pq
+
+from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, backoff_delay, http_client,
+                                     parse_retry_after, redact_url, scrub, ssl_context)
+from imprint.ingest.ledger import (load_status, load_status_parts, run_items, select_items, status_table,
+                                   write_status_part)
 
 DATA = bytes(range(256)) * 40  # 10 KiB
 
@@ -204,6 +209,52 @@ def test_secret_never_reaches_a_status(tmp_path: Path):
     assert "SECRETKEY" not in repr(st) and "key=REDACTED" in st.url
 
 
+def test_clients_share_one_verifying_tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    ctx = ssl_context()
+    assert ssl_context() is ctx  # made once per process, not once per chunk's client
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    import certifi
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())  # the environment's CA bundle is honoured, as httpx does
+    other = ssl_context()
+    assert other is not ctx and other.verify_mode == ssl.CERT_REQUIRED
+    with FixtureServer() as srv:
+        url = srv.file("/f", DATA)
+        with http_client(DownloadConfig()) as client:
+            r = client.get(url)
+        assert r.content == DATA and r.request.headers["user-agent"].startswith("imprint/")
+
+
+def test_fetch_makes_missing_folders_and_an_unwritable_one_is_an_error(tmp_path: Path):
+    with FixtureServer() as srv:
+        url = srv.file("/f", DATA)
+        with Fetcher(fast_cfg()) as f:
+            deep = f.fetch(url, tmp_path / "a" / "b" / "c" / "f.bin")
+            (tmp_path / "blocked").write_bytes(b"a file where a folder should be")
+            blocked = f.fetch(url, tmp_path / "blocked" / "f.bin")
+    assert deep.status == "ok" and (tmp_path / "a" / "b" / "c" / "f.bin").read_bytes() == DATA
+    assert blocked.status == "error" and "cannot write" in blocked.error and blocked.attempts == 1
+    assert no_parts(tmp_path)
+
+
+def test_a_short_write_is_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    real = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, blocks: Sequence[bytes]) -> int:  # the kernel may write less than asked
+        calls.append(len(blocks))
+        return real(fd, [bytes(blocks[0][:100])])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    body = DATA * 30  # 300 KiB: several chunks
+    with FixtureServer() as srv:
+        url = srv.file("/big", body)
+        with Fetcher(fast_cfg()) as f:
+            st = f.fetch(url, tmp_path / "big", sha256=hashlib.sha256(body).hexdigest())
+    assert calls and st.status == "ok" and st.bytes == len(body)
+    assert (tmp_path / "big").read_bytes() == body
+
+
 # ------------------------------------------------------------------------------------------ jobs + ledger
 
 
@@ -308,3 +359,20 @@ def test_duplicate_item_ids_are_refused(tmp_path: Path):
     items = [DownloadItem("a", "http://x/1", "/tmp/a"), DownloadItem("a", "http://x/2", "/tmp/a2")]
     with pytest.raises(ValueError, match="unique"):
         run_items(items, tmp_path, FetchJob(), LocalExecutor())
+
+
+def test_ledger_parts_round_trip_and_older_parts_read_with_defaults(tmp_path: Path):
+    sts = [ItemStatus("b", "http://h/b", "ok", None, 1, 10, "/d/b", 0.5, 2.0, {"objects": 2, "dropped": {"small": 1}}),
+           ItemStatus("a", "http://h/a", "failed_download", "HTTP 404", 1, 0, None, 0.1, 3.0)]
+    write_status_part(tmp_path, 0, sts)
+    assert load_status_parts(tmp_path) == {0: sorted(sts, key=lambda s: s.item_id)}
+    assert pq.read_table(tmp_path / "part-00000.parquet").to_pylist()[1]["extra"] == \
+        '{"dropped": {"small": 1}, "objects": 2}'
+    # a part written before `updated` and `extra` existed: those read as their defaults
+    pq.write_table(status_table(sts).drop_columns(["updated", "extra"]), tmp_path / "part-00001.parquet")
+    old = load_status_parts(tmp_path)[1]
+    assert [(s.item_id, s.status, s.updated, s.extra) for s in old] == [("a", "failed_download", 0.0, {}),
+                                                                        ("b", "ok", 0.0, {})]
+    pq.write_table(status_table(sts).drop_columns(["status"]), tmp_path / "part-00002.parquet")
+    with pytest.raises(DownloadError, match="part-00002.parquet is unreadable"):
+        load_status_parts(tmp_path)

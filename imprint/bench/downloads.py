@@ -144,33 +144,35 @@ def _fetcher(urls: list[str], out: Path, workers: int) -> Callable[[], None]:
 
     def run() -> None:
         with fetcher:
-            _check(fetcher.fetch_many(jobs))
+            fetcher.fetch_many(jobs)
     return run
 
 
 def _job(urls: list[str], out: Path, workers: int) -> Callable[[], None]:
     """:func:`run_items` over the items with a fetch step: chunks, a Fetcher per chunk, the ledger, the report."""
-    from imprint.ingest.ledger import load_status, run_items
+    from imprint.ingest.ledger import run_items
 
-    items = [_Item(f"{i:05d}", url, str(out / "files" / f"{i:05d}.bin")) for i, url in enumerate(urls)]
+    items = [_Item(f"{i:05d}", url, str(out / f"{i:05d}.bin")) for i, url in enumerate(urls)]
 
     def run() -> None:
-        run_items(items, out, _FetchStep(_config(workers)), LocalExecutor(), CHUNK, label="bench")
-        _check(list(load_status(out / "status").values()), len(items))
+        report = run_items(items, out / "ledger", _FetchStep(_config(workers)), LocalExecutor(), CHUNK,
+                           label="bench")
+        if report["counts"] != {"ok": len(items)}:
+            raise DownloadError(f"benchmark fetch failed: {report['counts']}, {report['failures'][:1]}")
     return run
 
 
-def _check(statuses: list[ItemStatus], n: int | None = None) -> None:
-    bad = [s for s in statuses if s.status != "ok"]
-    if bad or (n is not None and len(statuses) != n):
-        what = f"{bad[0].status}: {bad[0].error}" if bad else f"{len(statuses)} statuses for {n} items"
-        raise DownloadError(f"benchmark fetch failed: {what}")
+def _check(out: Path, n: int, size: int) -> None:
+    """Each way must leave the same result: ``n`` whole files under their final names, nothing else."""
+    files = sorted(out.glob("*.bin"))
+    if len(files) != n or any(f.stat().st_size != size for f in files) or list(out.glob("*.part")):
+        raise DownloadError(f"benchmark fetch into {out} left {len(files)} of {n} files, or a wrong size, or .part")
 
 
 WAY_FNS = {"floor": _floor, "fetcher": _fetcher, "job": _job}
 
 
-def _timed(way: str, urls: list[str], out: Path, workers: int) -> tuple[float, float]:
+def _timed(way: str, urls: list[str], out: Path, workers: int, size: int) -> tuple[float, float]:
     """(wall seconds, this process's CPU seconds) of one fetch of ``urls`` into the empty folder ``out``."""
     shutil.rmtree(out, ignore_errors=True)
     run = WAY_FNS[way](urls, out, workers)
@@ -179,6 +181,7 @@ def _timed(way: str, urls: list[str], out: Path, workers: int) -> tuple[float, f
     run()
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
+    _check(out, len(urls), size)
     shutil.rmtree(out, ignore_errors=True)
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
@@ -186,7 +189,8 @@ def _timed(way: str, urls: list[str], out: Path, workers: int) -> tuple[float, f
 # --------------------------------------------------------------------------------------------- measure
 
 
-def _rounds(urls: list[str], work: Path, workers: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
+def _rounds(urls: list[str], work: Path, workers: int, rounds: int,
+            size: int) -> dict[str, list[tuple[float, float]]]:
     """``rounds`` timings of each way, the order rotated every round (after a warm-up of each way)."""
     import logging
 
@@ -195,15 +199,45 @@ def _rounds(urls: list[str], work: Path, workers: int, rounds: int) -> dict[str,
     ledger_log.setLevel(logging.WARNING)  # two info lines per job run would go into the timing
     try:
         for way in WAYS:  # warm-up: imports, page cache, the server's threads, TLS/SSL set-up
-            _timed(way, urls[: max(8, len(urls) // 4)], work / f"warm-{way}", workers)
+            _timed(way, urls[: max(8, len(urls) // 4)], work / f"warm-{way}", workers, size)
         times: dict[str, list[tuple[float, float]]] = {w: [] for w in WAYS}
         for r in range(rounds):
             for k in range(len(WAYS)):
                 way = WAYS[(r + k) % len(WAYS)]
-                times[way].append(_timed(way, urls, work / f"{way}-{r}", workers))
+                times[way].append(_timed(way, urls, work / f"{way}-{r}", workers, size))
     finally:
         ledger_log.setLevel(level)
     return times
+
+
+@dataclass(frozen=True)
+class _DoneStep:
+    """A ledger step that fetches nothing: every item ``ok`` at once (the ledger's own cost, alone)."""
+
+    nbytes: int
+
+    def __call__(self, items: Sequence[_Item]) -> list[ItemStatus]:
+        now = time.time()
+        return [ItemStatus(it.item_id, it.url, "ok", None, 1, self.nbytes, it.dest, 0.001, now) for it in items]
+
+
+def _ledger_only(work: Path, n: int, size: int, rounds: int) -> dict[str, Any]:
+    """:func:`run_items` with :class:`_DoneStep` over ``n`` items: planning, a ledger part and marker per chunk,
+    reading the ledger back and the report, per item; and a rerun over the finished ledger (nothing to do)."""
+    from imprint.ingest.ledger import run_items
+
+    items = [_Item(f"{i:05d}", f"http://127.0.0.1/{i:05d}.bin", str(work / f"{i:05d}.bin")) for i in range(n)]
+    first: list[float] = []
+    rerun: list[float] = []
+    for r in range(rounds):
+        root = work / f"ledger-{r}"
+        for out in (first, rerun):
+            t0 = time.perf_counter()
+            run_items(items, root, _DoneStep(size), LocalExecutor(), CHUNK, label="bench")
+            out.append(time.perf_counter() - t0)
+        shutil.rmtree(root, ignore_errors=True)
+    return {"items": n, "chunk": CHUNK, "us_per_item": round(statistics.median(first) / n * 1e6, 1),
+            "rerun_us_per_item": round(statistics.median(rerun) / n * 1e6, 1)}
 
 
 def _summary(values: Sequence[float], digits: int = 3) -> dict[str, Any]:
@@ -239,7 +273,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
         (serve / f"{i:05d}.bin").write_bytes(rng.bytes(size))
     load_before = os.getloadavg()
     with serve_directory(serve) as base:
-        times = _rounds([f"{base}/{i:05d}.bin" for i in range(n_files)], work, workers, rounds)
+        times = _rounds([f"{base}/{i:05d}.bin" for i in range(n_files)], work, workers, rounds, size)
     load_after = os.getloadavg()
     walls = {w: [t[0] for t in times[w]] for w in WAYS}
     cpus = {w: [t[1] for t in times[w]] for w in WAYS}
@@ -274,6 +308,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
         "ledger_and_chunks_over_fetcher": {"wall": round(wall_us["job"] - wall_us["fetcher"], 1),
                                            "client_cpu": round(cpu_us["job"] - cpu_us["fetcher"], 1)},
     }
+    result["per_item_cost_us"]["ledger_alone"] = _ledger_only(work, n_files, size, rounds)
     result["segmentation"] = _segmentation(work, quick)
     result["targets"] = {"ratio_to_baseline": f"<= {TARGET} (median over the rounds, fetcher and job)"}
     result["meets_target"] = {"ratio_to_baseline": all(statistics.median(ratios[w]) <= TARGET
