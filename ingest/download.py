@@ -15,8 +15,9 @@ and keeps their statuses.
   (its folder made only when missing), one ``writev`` of the body's chunks for most
   files (no joined copy), ``close`` and the rename; ``fsync`` only with
   ``DownloadConfig.fsync`` (a kill loses nothing without it: only a power cut can).
-- Every chunk's client shares one TLS context per process (:func:`ssl_context`):
-  loading the CA bundle is the slow part of making a client.
+- A process keeps one client per config (:func:`shared_client`): a job's chunks reuse its
+  keep-alive connections, and its TLS context (:func:`ssl_context`, made once: loading the
+  CA bundle is the slow part of making a client).
 - Every item ends with an :class:`ItemStatus`: ``ok`` or ``cached``, or the reason it
   failed (``failed_download``, ``bad_checksum``, ``too_large``, and after the fetch the
   step's own: ``failed_decode``, ``failed_segment``, ``failed_render``, ``error``, …)
@@ -263,6 +264,31 @@ def http_client(cfg: DownloadConfig, **kwargs: Any) -> Any:
         headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity"}, **kwargs)
 
 
+_CLIENTS: dict[tuple[int, tuple[str | None, str | None], DownloadConfig], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def shared_client(cfg: DownloadConfig) -> Any:
+    """This process's client for ``cfg`` (:func:`http_client`), kept open between a job's chunks: the next
+    chunk reuses its keep-alive connections instead of opening (and TLS-handshaking) new ones. Keyed by the
+    process id too, so a forked child never shares its parent's sockets."""
+    key = (os.getpid(), (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")), cfg)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None or client.is_closed:
+            client = _CLIENTS[key] = http_client(cfg)
+        return client
+
+
+def close_shared_clients() -> None:
+    """Close this process's shared clients (at the end of a job; the next :func:`shared_client` makes anew)."""
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
+
+
 # --------------------------------------------------------------------------------------------- fetcher
 
 
@@ -281,8 +307,7 @@ class Fetcher:
 
         self.cfg = cfg or DownloadConfig()
         self._httpx = httpx
-        self._own_client = client is None
-        self._client = client or http_client(self.cfg)
+        self._client = client if client is not None else shared_client(self.cfg)
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -292,8 +317,8 @@ class Fetcher:
 
     # -- lifecycle
     def close(self) -> None:
-        if self._own_client:
-            self._client.close()
+        """Nothing to release: a client passed in is its owner's to close; the shared one stays open for the
+        next chunk (idle connections expire after httpx's keep-alive expiry, 5 s)."""
 
     def __enter__(self) -> "Fetcher":
         return self

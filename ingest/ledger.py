@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from imprint.config import fingerprint
 from imprint.executor import Executor
-from imprint.ingest.download import STATUS_FIELDS, DownloadError, ItemStatus, redact_url
+from imprint.ingest.download import STATUS_FIELDS, DownloadError, ItemStatus, close_shared_clients, redact_url
 from imprint.ingest.sources import Option
 from imprint.io import read_json, write_json_atomic, write_parquet_atomic
 from imprint.parts import is_done, marker_path, part_path, prepare_out_dir, read_marker, run_parts
@@ -304,7 +304,10 @@ def run_items(items: Sequence[Item], root: Path, fn: Step, executor: Executor, c
     log.info("[%s] %d items; %d already done%s, %d to attempt in %d task(s) on the %s executor", label, len(items),
              len(items) - n_todo, "" if retry_failed else " or failed (pass --retry-failed to retry failures)",
              n_todo, len(tasks), executor.name)
-    ran = run_parts(executor, run_item_task, tasks, label, "items", lambda m: m["rows"], log.info)
+    try:
+        ran = run_parts(executor, run_item_task, tasks, label, "items", lambda m: m["rows"], log.info)
+    finally:
+        close_shared_clients()  # the chunks run here (local executor) kept their connections for the next one
     failed = ran.failed
     this_run: Counter[str] = Counter()
     for task in tasks:

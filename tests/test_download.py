@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from http_fixture import FixtureServer, Reply
 
 from imprint.executor import LocalExecutor
-import pyarrow.parquet as pq
-
 from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, backoff_delay, http_client,
-                                     parse_retry_after, redact_url, scrub, ssl_context)
+                                     parse_retry_after, redact_url, scrub, shared_client, ssl_context)
 from imprint.ingest.ledger import (load_status, load_status_parts, run_items, select_items, status_table,
                                    write_status_part)
 
@@ -223,6 +222,22 @@ def test_clients_share_one_verifying_tls_context(tmp_path: Path, monkeypatch: py
         with http_client(DownloadConfig()) as client:
             r = client.get(url)
         assert r.content == DATA and r.request.headers["user-agent"].startswith("imprint/")
+
+
+def test_chunks_share_one_client_per_config(tmp_path: Path):
+    cfg = fast_cfg()
+    with FixtureServer() as srv:
+        url = srv.file("/f", DATA)
+        with Fetcher(cfg) as a:
+            assert a.fetch(url, tmp_path / "a").status == "ok"
+        with Fetcher(cfg) as b:  # the next chunk: the same client, still open, its connections kept
+            assert b._client is a._client and not b._client.is_closed
+            assert b.fetch(url, tmp_path / "b").status == "ok"
+        assert shared_client(cfg) is a._client and shared_client(fast_cfg(retries=3)) is not a._client
+        a._client.close()
+        with Fetcher(cfg) as c:  # a closed one is replaced
+            assert c._client is not a._client and c.fetch(url, tmp_path / "c").status == "ok"
+    assert (tmp_path / "c").read_bytes() == DATA
 
 
 def test_fetch_makes_missing_folders_and_an_unwritable_one_is_an_error(tmp_path: Path):

@@ -5,13 +5,16 @@ concurrency; and segmentation images/s with the tiny random Mask2Former
 Three ways to fetch the same N files are timed, interleaved (a rotation of the order in every round), after a
 warm-up of each:
 
-- ``floor``: one ``httpx.Client`` shared by a ``ThreadPoolExecutor`` of ``concurrency`` threads, each body read
-  whole and written to its final name (no ``.part``, no size or status checks, no retries, no ledger);
+- ``floor``: one ``httpx.Client`` (made before the timing) shared by a ``ThreadPoolExecutor`` of
+  ``concurrency`` threads, each body read whole and written to its final name (no ``.part``, no size or
+  status checks, no retries, no ledger);
 - ``fetcher``: :meth:`Fetcher.fetch_many` with the same concurrency (per-host limit, ``.part`` + atomic
-  rename, size check, cache check, retries armed), one ``Fetcher`` per run;
+  rename, size check, cache check, retries armed), one ``Fetcher``;
 - ``job``: what a downloaded source runs: :func:`~imprint.ingest.ledger.run_items` over the items in chunks
-  of 256 on the local executor, each chunk a ``Fetcher`` (created inside the timing) and a ledger part and
-  marker, then ``report.json``.
+  of 256 on the local executor, each chunk a ``Fetcher`` and a ledger part and marker, then ``report.json``.
+
+Before each timing the process's shared client is closed, so ours makes its client and opens its
+connections inside the timing, as the floor opens its connections.
 
 The server is a separate process (a threaded ``http.server`` with HTTP/1.1 keep-alive, as CDNs serve), so
 the client's CPU time per item is measured on its own, and the server's work never holds the client's GIL.
@@ -41,7 +44,7 @@ import httpx
 import numpy as np
 
 from imprint.executor import LocalExecutor
-from imprint.ingest.download import DownloadConfig, DownloadError, Fetcher, ItemStatus
+from imprint.ingest.download import DownloadConfig, DownloadError, Fetcher, ItemStatus, close_shared_clients
 from imprint.ingest.segment import SegmentConfig, Segmenter, save_tiny_mask2former
 
 TARGET = 1.1
@@ -138,13 +141,13 @@ def _config(workers: int) -> DownloadConfig:
 
 
 def _fetcher(urls: list[str], out: Path, workers: int) -> Callable[[], None]:
-    """:meth:`Fetcher.fetch_many` (the Fetcher made before the timing, like the floor's client)."""
-    fetcher = Fetcher(_config(workers))
+    """:meth:`Fetcher.fetch_many` over all the files, with one Fetcher."""
     jobs = [(f"{i:05d}", url, out / f"{i:05d}.bin", None) for i, url in enumerate(urls)]
 
     def run() -> None:
-        with fetcher:
+        with Fetcher(_config(workers)) as fetcher:
             fetcher.fetch_many(jobs)
+        close_shared_clients()  # as the floor closes its client and run_items its clients: in the timing
     return run
 
 
@@ -175,6 +178,7 @@ WAY_FNS = {"floor": _floor, "fetcher": _fetcher, "job": _job}
 def _timed(way: str, urls: list[str], out: Path, workers: int, size: int) -> tuple[float, float]:
     """(wall seconds, this process's CPU seconds) of one fetch of ``urls`` into the empty folder ``out``."""
     shutil.rmtree(out, ignore_errors=True)
+    close_shared_clients()  # ours makes its client and opens its connections in the timing, as the floor does
     run = WAY_FNS[way](urls, out, workers)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
