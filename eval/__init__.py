@@ -1,1 +1,1 @@
-"""Compositing and evaluation (comes with issue #6)."""
+"""Compositing and evaluation: the compositing pipeline, test sets, metrics and the HTML report."""

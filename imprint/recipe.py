@@ -28,9 +28,6 @@ class Recipe:
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     pairs: dict[str, Any] = field(default_factory=dict)
 
-    def stage_sources(self, stage: int) -> dict[str, SourceSpec]:
-        return {name: spec for name, spec in self.sources.items() if spec.stage == stage}
-
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)

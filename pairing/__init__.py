@@ -1,1 +1,1 @@
-"""Pairing: records -> stage-1 view pairs and stage-2 compositing pairs (comes with issue #3)."""
+"""Pairing: records -> stage-1 view pairs and stage-2 compositing pairs."""

@@ -1,1 +1,1 @@
-"""Shards: Parquet shard writer, verify and streaming loader (comes with issue #3)."""
+"""Shards: Parquet shard writer, verify and streaming loader."""

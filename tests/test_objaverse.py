@@ -377,13 +377,6 @@ def test_blender_backend_without_blender_says_what_to_do(tmp_path: Path, monkeyp
         render_views(glb, RenderConfig(backend="blender", views=2), np.random.default_rng(0))
 
 
-def test_bench_render_quick(tmp_path: Path) -> None:
-    from imprint.ingest.render import bench_render
-
-    result = bench_render(tmp_path, quick=True)
-    assert result["views"] == 48 and result["views_per_s_per_core"] > 0 and result["size"] == 256
-
-
 def test_shader_programs_are_compiled_once() -> None:
     """pyrender keyed its program cache by a new object per call under OSMesa: a recompile (and 3 MB) per frame."""
     from imprint.ingest import render as R
