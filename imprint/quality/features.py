@@ -118,7 +118,7 @@ class ClassicBackend(IdentityBackend):
 
     def __init__(self, side: int = 64) -> None:
         self.side = side
-        self._orb = cv2.ORB_create(nfeatures=100, edgeThreshold=8, patchSize=15, fastThreshold=10)
+        self._orb = cv2.ORB.create(nfeatures=100, edgeThreshold=8, patchSize=15, fastThreshold=10)
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         self._grow = np.ones((5, 5), np.uint8)
 

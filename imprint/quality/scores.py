@@ -5,9 +5,10 @@ Record scores, from the frame (greyscale, decoded once, possibly reduced) and th
 - ``sharpness`` in [0, 1] (1 = sharp): one minus the blur effect of Crété-Roffet et al. (2007) over the
   object region's edges: the share of the strongest 15 % of its pixel-to-pixel differences that a 9-pixel
   re-blur takes away. A sharp edge loses most of its contrast when blurred again, a defocused one almost
-  none; taking the edges (not every pixel) keeps a smooth object with a crisp outline sharp. It is measured with the
-  object's box brought to at most ``WORK_SIDE`` pixels (only ever reduced), so a given defocus relative to
-  the object gives the same score at 360p and at 4K.
+  none; taking the edges (not every pixel) keeps a smooth object with a crisp outline sharp. It is measured at
+  the object's scale: its box brought down to ``WORK_SIDE`` (128) pixels, so for any object larger than that
+  a defocus relative to the object's size scores the same at 720p and at 4K. A smaller object is measured
+  as it is (never enlarged: enlarging would make every small object look blurry).
 - mask quality, on the mask inside its box at full resolution: ``mask_components`` (8-connected pieces),
   ``mask_largest_share`` (the largest piece's share of the mask's pixels), ``mask_solidity`` (mask pixels /
   pixels of their convex hull) and ``mask_fill`` (mask pixels / box pixels).

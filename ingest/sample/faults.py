@@ -184,7 +184,8 @@ class _YouTubeVOS(_Layout):
         im.save(self.annotation(group, frame), format="PNG")
 
     def read_labels(self, group: str, frame: str, instance: str) -> np.ndarray:
-        return self._labels(group, frame)[0] == int(instance)
+        mask: np.ndarray = self._labels(group, frame)[0] == int(instance)
+        return mask
 
     def paint(self, group: str, frame: str, instance: str, on: np.ndarray, off: np.ndarray) -> None:
         labels, palette = self._labels(group, frame)
