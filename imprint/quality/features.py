@@ -29,6 +29,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from imprint.geometry import resize_crop, resize_mask
+
 BACKENDS = ("classic", "dinov2")
 HUE_BINS, SAT_BINS, GREY_BINS = 16, 4, 4
 MIN_SATURATION, MIN_VALUE = 0.2, 0.15  # below either, a pixel counts as grey
@@ -65,7 +67,7 @@ class IdentityBackend(ABC):
 
     @abstractmethod
     def embed(self, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[Any]:
-        """One feature per crop (``side x side x 3`` uint8 RGB, background filled) and its bool mask."""
+        """One feature per square crop (uint8 RGB, background filled; resized to ``side``) and its bool mask."""
 
     @abstractmethod
     def similarity(self, a: Any, b: Any) -> float:
@@ -125,6 +127,7 @@ class ClassicBackend(IdentityBackend):
     def embed(self, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[Any]:
         out: list[Any] = []
         for rgb, mask in zip(crops, masks):
+            rgb, mask = resize_crop(rgb, self.side), resize_mask(mask, self.side)
             grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             # keypoints on the object and its outline (a little outside the mask)
             _, desc = self._orb.detectAndCompute(grey, cv2.dilate(mask.astype(np.uint8), self._grow))
@@ -171,7 +174,8 @@ class Dinov2Backend(IdentityBackend):
         out: list[Any] = []
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
-                batch = torch.from_numpy(np.stack(crops[i:i + self.batch_size])).to(self.device)
+                chunk = [resize_crop(c, self.side) for c in crops[i:i + self.batch_size]]
+                batch = torch.from_numpy(np.stack(chunk)).to(self.device)
                 pixels = (object_pixels(batch) - self._mean) / self._std
                 cls = self.model(pixel_values=pixels).last_hidden_state[:, 0].float()
                 cls = torch.nn.functional.normalize(cls, dim=1)
