@@ -122,9 +122,11 @@ def run_ingest(source_name: str, root: Path, out: Path, cfg: IngestConfig, execu
     todo = [t for t in tasks if not _is_done(t)]
     log(f"[ingest {source_name}] {len(groups)} groups in {len(tasks)} parts; "
         f"{len(tasks) - len(todo)} already done, {len(todo)} to run on the {executor.name} executor")
-    failed = run_parts(executor, run_part, todo, f"ingest {source_name}", "frames", lambda m: m["frames"], log)
+    ran = run_parts(executor, run_part, todo, f"ingest {source_name}", "frames", lambda m: m["frames"], log)
+    failed = ran.failed
     report = build_report(source_name, root, root_dir, out_dir, tasks, cfg, executor.name, failed, archive,
                           time.perf_counter() - t0)
+    report["retried_parts"] = ran.retried_list("part")
     write_json_atomic(out_dir / "report.json", report)
     log(f"[ingest {source_name}] seen {report['seen']}, kept {report['kept']}, dropped {report['dropped']}; "
         f"report: {out_dir / 'report.json'}")

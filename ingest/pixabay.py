@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from imprint.errors import ImprintError
-from imprint.executor import Executor
+from imprint.executor import GPU_TASK, Executor
 from imprint.ingest.download import (DEFAULT_USER_AGENT, DownloadConfig, DownloadError, backoff_delay,
                                      parse_retry_after, raise_for_failed_tasks, redact_url, run_downloads, scrub,
                                      write_report)
@@ -381,7 +381,8 @@ def fetch_pixabay(out: Path, query: str | None, category: str | None, limit: int
     merge_meta(root / META_FILE, [meta_entry(h, query, category, now) for h in usable])
     items = [ImageItem(str(h["id"]), h["largeImageURL"], str(root / image_path(h))) for h in usable]
     job = ImageJob(str(root), download or DownloadConfig(), segmenter, segment, max_image_pixels, source="pixabay")
-    report = run_downloads(items, root, job, executor, chunk, retry_failed=retry_failed, label="pixabay", log=log)
+    on = executor.with_resources(GPU_TASK)  # the segmenter runs on a GPU where the cluster has one
+    report = run_downloads(items, root, job, on, chunk, retry_failed=retry_failed, label="pixabay", log=log)
     report = {"source": "pixabay", "query": query, "category": category, "limit": limit, "hits": len(hits),
               "hits_without_image_url": len(hits) - len(usable), "api_requests": client.requests,
               "api_cache_hits": client.cache_hits, "segmenter": segmenter, "licence": LICENCE, **report,

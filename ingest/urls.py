@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from imprint.errors import UsageError
-from imprint.executor import Executor
+from imprint.executor import GPU_TASK, Executor
 from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, raise_for_failed_tasks,
@@ -407,7 +407,8 @@ def fetch_urls(list_path: Path, out: Path, segmenter: str | None, executor: Exec
     write_jsonl_atomic(root / LIST_FILE, entries)
     job = ImageJob(str(root), download or DownloadConfig(), segmenter if needs_model else None, segment,
                    max_image_pixels, source="urls")
-    report = run_downloads(items, root, job, executor, chunk, retry_failed=retry_failed, label=f"urls {name}",
+    on = executor.with_resources(GPU_TASK) if job.segmenter else executor  # the segmenter runs on a GPU if any
+    report = run_downloads(items, root, job, on, chunk, retry_failed=retry_failed, label=f"urls {name}",
                            log=log)
     report = {"source": "urls", "list": str(list_path), "rows": len(rows), "skipped_rows": dict(skipped),
               "segmenter": segmenter if needs_model else None, **report,

@@ -26,7 +26,7 @@ from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.plan import PairSpec, plan_pairs
 from imprint.io import write_json_atomic, write_text_atomic
-from imprint.parts import (JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker,
+from imprint.parts import (JobConflict, PartsRun, is_done, marker_path, part_path, prepare_out_dir, read_marker,
                            run_parts)
 from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 from imprint.shards.writer import dataset_card, write_shard
@@ -144,8 +144,9 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
     todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
     log(f"[pairs stage{stage}] {len(specs)} pairs planned from {', '.join(sorted(sources))} in {len(tasks)} "
         f"shards; {len(tasks) - len(todo)} already done, {len(todo)} to run on the {executor.name} executor")
-    failed = run_parts(executor, build_shard, todo, f"pairs stage{stage}", "pairs", lambda m: m["rows"], log)
-    report, manifest = _finish(out_dir, stage, tasks, cfg, sources, weights, executor.name, failed,
+    ran = run_parts(executor, build_shard, todo, f"pairs stage{stage}", "pairs", lambda m: m["rows"], log)
+    failed = ran.failed
+    report, manifest = _finish(out_dir, stage, tasks, cfg, sources, weights, executor.name, ran,
                                time.perf_counter() - t0, split)
     log(f"[pairs stage{stage}] {manifest['rows']} pairs in {len(manifest['shards'])} shards; dropped "
         f"{report['dropped']}; manifest: {out_dir / 'manifest.json'}")
@@ -156,7 +157,8 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
 
 
 def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig, sources: dict[str, int],
-            weights: dict[str, float] | None, executor: str, failed: dict[str, str], seconds: float, split: str):
+            weights: dict[str, float] | None, executor: str, ran: PartsRun, seconds: float, split: str):
+    failed = ran.failed
     stats = Stats()
     shards = []
     counts: dict[str, int] = {}
@@ -172,6 +174,7 @@ def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig,
                 "source_weights": dict(sorted((weights or {s: 1.0 for s in sources}).items()))}
     report = {"stage": stage, "version": __version__, "executor": executor, **stats.to_dict(),
               "failed_shards": [{"shard": k, "error": v} for k, v in sorted(failed.items())],
+              "retried_shards": ran.retried_list("shard"),
               "seconds": round(seconds, 3), "config": resolved}
     manifest = {"schema": SHARDS_SCHEMA_VERSION, "version": __version__, "stage": stage, "config": resolved,
                 "sources": dict(sorted(counts.items())), "rows": sum(s["rows"] for s in shards), "shards": shards}

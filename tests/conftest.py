@@ -36,14 +36,28 @@ def copy_root(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray (2 CPUs, no dashboard, logs in a short temp folder) shared by the Ray tests."""
+    """One private local Ray shared by the Ray tests: 2 CPUs, no dashboard, logs in a short temp folder.
+
+    It declares one GPU that this machine does not have, so that the GPU requests of the executor are real
+    Ray requests: a task that asks for it gets ``CUDA_VISIBLE_DEVICES`` from Ray, finds no device in torch
+    and runs on the CPU.
+    """
     import ray
 
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, configure_logging=False)
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=temp_dir,
+             configure_logging=False)
     yield ray
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture()
+def short_tmp():
+    """A temp folder with a short path under /tmp (Ray's socket paths have a length limit), removed after."""
+    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
