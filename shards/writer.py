@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from imprint.io import sha256_file, write_parquet_atomic
+from imprint.quality.summary import card_lines
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
 
 
@@ -55,7 +56,7 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
     lines += [f"| **total** | **{manifest['rows']}** | |", "",
               f"{len(manifest['shards'])} shard(s). Pairs planned {report['seen']}, built {report['kept']}, "
               f"dropped {sum(report['dropped'].values())} ({', '.join(f'{k}: {v}' for k, v in report['dropped'].items()) or 'none'}).",
-              "", "## Features", "",
+              "", *card_lines(report.get("quality"), report["dropped"]), "## Features", "",
               "| column | type | meaning |", "|---|---|---|",
               "| `pair_id` | string | stable hash of (stage, source, group, instance, frames, seed) |",
               "| `stage` | int8 | 1 or 2 |",
@@ -68,7 +69,9 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
               "| `mask` | Image | the fine object mask in target pixels (1-bit PNG); the loader derives the 4 levels |",
               "| `bbox` | int32[4] | `[x0, y0, x1, y1)` of the mask in target pixels |",
               "| `aug` | struct | affine T and colour P parameters (null in stage 1), crop windows, fill |",
-              "| `seed` | int64 | the run seed |", "| `category` | string | class name where known |", "",
+              "| `seed` | int64 | the run seed |", "| `category` | string | class name where known |",
+              "| `quality` | struct | the pair's `identity` and `change` (on its un-augmented crops) and both "
+              "records' `sharpness`, `mask_components`, `mask_largest_share` |", "",
               "## Load", "", "```python", "import datasets",
               "ds = datasets.load_dataset(\"parquet\", data_files=\"part-*.parquet\", split=\"train\")",
               "ds[0][\"object\"]  # a PIL image", "", "import glob, pyarrow.parquet as pq",

@@ -9,6 +9,7 @@ import torch
 
 from imprint.cli import main
 from imprint.config import load_config
+from imprint.shards.schema import SHARDS_SCHEMA_VERSION
 from imprint.train.architectures import MODEL_CONFIG_DIR, ArchitectureUnavailable, architecture, shipped_models
 from imprint.train.config import TrainConfig, resolve_config_path
 from imprint.train.dryrun import DRY_RUN_FILE, DryRunError, assemble, dry_run, module_counts
@@ -200,7 +201,7 @@ def test_dry_run_checks_the_shards_schema_when_given(sample_shards, tmp_path, ca
     out = capsys.readouterr().out
     manifest = json.loads((sample_shards / "stage1" / "manifest.json").read_text())
     rows = sum(s["rows"] for s in manifest["shards"])
-    assert f"{len(manifest['shards'])} part(s), {rows:,} rows, schema shards/1 OK" in out
+    assert f"{len(manifest['shards'])} part(s), {rows:,} rows, schema {SHARDS_SCHEMA_VERSION} OK" in out
     assert "unet" in out and "peak GPU memory per device" in out
 
     assert main(["train", "--stage", "2", "--config", "stage2-tiny", "--dry-run",

@@ -8,9 +8,9 @@ under its reason in ``report.json`` and written as a row of ``excluded/`` (:mod:
 |---|---|---|---|
 | ``fragmented_mask`` | record | ``mask_components > max_mask_components`` or ``mask_largest_share < min_mask_largest_share`` | 12, 0.8 |
 | ``blurry`` | record | ``sharpness < min_sharpness`` | 0.45 |
-| ``near_duplicate`` | record | ``appearance_hash`` within ``max_hash_distance`` bits of an earlier kept record of the instance | 6 |
-| ``identity_mismatch`` | pair | ``identity < min_identity`` (stage 2) / ``min_identity_views`` (stage 1, view change) | per backend |
-| ``static_pair`` | pair | ``change < min_change`` (not for self-pairs) | 0.01 |
+| ``near_duplicate`` | record | ``appearance_hash`` within ``max_hash_distance`` bits of an earlier kept record of the instance | 3 |
+| ``identity_mismatch`` | pair | ``identity < min_identity`` (stage 2) / ``min_identity_views`` (stage 1, view change) | classic 0.6 / 0.55 |
+| ``static_pair`` | pair | ``change < min_change`` (not for self-pairs) | 0.006 |
 
 The defaults come from measurements on generated clean and faulty data (README, "Data quality").
 """
@@ -32,7 +32,7 @@ PAIR_FILTERS = ("identity_mismatch", "static_pair")
 FILTER_NAMES = RECORD_FILTERS + PAIR_FILTERS
 
 # min_identity / min_identity_views when not set, per backend: stage 2 (frames of a video), stage 1 (views)
-IDENTITY_DEFAULTS = {"classic": {2: 0.55, 1: 0.45}, "dinov2": {2: 0.5, 1: 0.35}}
+IDENTITY_DEFAULTS = {"classic": {2: 0.6, 1: 0.55}, "dinov2": {2: 0.5, 1: 0.35}}
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ class FiltersConfig:
     min_sharpness: float = 0.45
     max_mask_components: int = 12
     min_mask_largest_share: float = 0.8
-    max_hash_distance: int = 6
+    max_hash_distance: int = 3
     min_identity: float | None = None  # stage 2; None: the backend's default (IDENTITY_DEFAULTS)
     min_identity_views: float | None = None  # stage 1; None: the backend's default
-    min_change: float = 0.01
+    min_change: float = 0.006
     identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     def __post_init__(self) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-# score -> (low, high, bins); mask_components and hash_distance are whole numbers: one bin per value
+# score -> (low, high, bins); mask_components (one bin per value) and hash_distance (two) are whole numbers
 SCORE_BINS: dict[str, tuple[float, float, int]] = {
     "sharpness": (0.0, 1.0, 20),
     "mask_components": (0.5, 16.5, 16),
     "mask_largest_share": (0.0, 1.0, 20),
-    "hash_distance": (-0.5, 31.5, 32),
+    "hash_distance": (-0.5, 63.5, 32),
     "identity": (0.0, 1.0, 20),
     "change": (0.0, 0.1, 25),
 }
