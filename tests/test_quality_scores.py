@@ -203,10 +203,14 @@ def test_filters_config_order_thresholds_and_validation():
     assert [f.name for f in record_filters(cfg)] == ["fragmented_mask", "blurry", "near_duplicate"]
     assert [f.name for f in pair_filters(cfg, 2)] == ["identity_mismatch", "static_pair"]
     assert record_filters(NO_FILTERS) == [] and pair_filters(NO_FILTERS, 1) == []
-    assert cfg.identity_threshold(1) < cfg.identity_threshold(2)  # views change more than frames
+    assert cfg.identity_threshold(1) == cfg.identity_threshold(2) == 0.6  # measured: README, "Data quality"
     assert FiltersConfig(min_identity=0.7).identity_threshold(2) == 0.7
-    dino = FiltersConfig(identity=IdentityConfig(backend="dinov2"))
-    assert dino.identity_threshold(2) != cfg.identity_threshold(2)
+    assert FiltersConfig(min_identity_views=0.4).identity_threshold(1) == 0.4
+    with pytest.raises(ValueError, match="no measured default"):  # dinov2: no weights offline, nothing measured
+        FiltersConfig(identity=IdentityConfig(backend="dinov2"))
+    dino = FiltersConfig(identity=IdentityConfig(backend="dinov2"), min_identity=0.5, min_identity_views=0.3)
+    assert (dino.identity_threshold(2), dino.identity_threshold(1)) == (0.5, 0.3)
+    assert FiltersConfig(identity=IdentityConfig(backend="dinov2"), enabled=("blurry",)).identity_threshold(2) is None
     assert set(cfg.thresholds(2)) >= {"min_sharpness", "min_identity", "min_change"}
     only = FiltersConfig(enabled=("blurry",))
     assert first_removal(record_filters(only), _rec(0, sharp=0.1, comps=99)).reason == "blurry"

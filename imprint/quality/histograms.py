@@ -76,7 +76,7 @@ class ScoreHistograms:
                    {k: list(v) for k, v in d.get("removed", {}).items()})
 
 
-def describe(hist: ScoreHistograms, thresholds: dict[str, float], enabled: tuple[str, ...]) -> dict[str, Any]:
+def describe(hist: ScoreHistograms, thresholds: dict[str, float | None], enabled: tuple[str, ...]) -> dict[str, Any]:
     """Per score: bin edges, kept and removed counts, the threshold and whether its filter ran (report.json)."""
     out: dict[str, Any] = {}
     for score in hist.scores():
