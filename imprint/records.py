@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-RECORDS_SCHEMA_VERSION = "records/2"
+RECORDS_SCHEMA_VERSION = "records/3"
 
 RECORDS_SCHEMA = pa.schema(
     [
@@ -28,6 +28,8 @@ RECORDS_SCHEMA = pa.schema(
         pa.field("bbox", pa.list_(pa.field("element", pa.int32()), 4), nullable=False),
         pa.field("area_frac", pa.float32(), nullable=False),
         pa.field("category", pa.string(), nullable=True),
+        pa.field("licence", pa.string(), nullable=False),
+        pa.field("attribution", pa.string(), nullable=True),
         # quality scores (imprint.quality.scores), computed once here and read by the filters of `imprint pairs`
         pa.field("sharpness", pa.float32(), nullable=False),
         pa.field("mask_components", pa.int32(), nullable=False),
@@ -40,6 +42,8 @@ RECORDS_SCHEMA = pa.schema(
         b"imprint.schema": RECORDS_SCHEMA_VERSION.encode(),
         b"mask": b"1-bit PNG of the full frame, 1 = object",
         b"bbox": b"[x0, y0, x1, y1) in pixels",
+        b"licence": b"the item's licence (the source's, or the item's own where it has one)",
+        b"attribution": b"who to credit for the item, and where it comes from",
         b"sharpness": b"1 - blur effect of the object's edges, box at <= 128 px (0 blurry .. 1 sharp)",
         b"appearance_hash": b"256-bit difference hash of the object's box (near-duplicate detection)",
     },
@@ -63,6 +67,8 @@ class ObjectRecord:
     bbox: tuple[int, int, int, int]
     area_frac: float
     category: str | None = None
+    licence: str = ""
+    attribution: str | None = None
     sharpness: float = 0.0
     mask_components: int = 0
     mask_largest_share: float = 0.0

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from imprint.io import sha256_bytes
-from imprint.pairing.config import SOURCE_KINDS, PairsConfig
+from imprint.pairing.config import PairsConfig, source_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from imprint.pairing.quality import RecordGate
@@ -78,7 +78,7 @@ def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int, s
     ``gate``: the record filters; a record they remove makes no pair (they see each instance's records in
     frame order, before any pair is drawn).
     """
-    kind = SOURCE_KINDS[source]
+    kind = source_kind(source)
     columns = PLAN_COLUMNS + (gate.columns(part) if gate is not None else [])
     table = pq.read_table(part, columns=columns).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}

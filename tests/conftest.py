@@ -70,7 +70,7 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory, sample_roots: dict[str
     data = tmp_path_factory.mktemp("data")
     for source, root in sample_roots.items():
         cfg = IngestConfig(split="all" if source == "vipseg" else "train")
-        run_ingest(source, root, data, cfg, LocalExecutor(), log=lambda _m: None)
+        run_ingest(source, root, data, cfg, LocalExecutor())
     return data
 
 
@@ -83,9 +83,8 @@ def sample_shards(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -
 
     out = tmp_path_factory.mktemp("shards")
     cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=16, row_group_rows=8, pairs_per_instance=3)
-    run_pairs(sample_data / "records", out / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor(), log=lambda _m: None)
-    run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor(),
-              log=lambda _m: None)
+    run_pairs(sample_data / "records", out / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor())
+    run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor())
     return out
 
 

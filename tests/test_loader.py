@@ -56,7 +56,7 @@ def _crop(rng: np.random.Generator) -> dict:
 
 def make_row(rng: np.random.Generator, pair_id: str, source: str, stage: int = 2, obj: int = OBJ,
              tgt: int = TGT, k: int = 0) -> dict:
-    """One shards/1 row with random images (JPEG or PNG) and a blob mask (1-bit or 8-bit PNG)."""
+    """One shards row with random images (JPEG or PNG) and a blob mask (1-bit or 8-bit PNG)."""
     fine = _blob(rng, tgt)
     x0, y0, x1, y1 = mask_bbox(fine)
     img_fmt = "JPEG" if k % 2 == 0 else "PNG"

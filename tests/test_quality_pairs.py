@@ -41,13 +41,13 @@ def faulty_data(root: Path, seed: int, kinds=None, *, ytvos: int = 0, mvimgnet: 
         if kinds != ():
             truths[source] = inject_faults(layout, source, fault_seed if fault_seed is not None else seed,
                                            **({} if kinds is None else {"kinds": kinds}), clean=clean)
-        run_ingest(source, layout, root / "data", IngestConfig(), LocalExecutor(), log=lambda _m: None)
+        run_ingest(source, layout, root / "data", IngestConfig(), LocalExecutor())
     return root / "data" / "records", truths
 
 
 def pairs(records: Path, out: Path, source: str, filters: FiltersConfig = FiltersConfig(), **cfg) -> dict:  # noqa: B008
     config = PairsConfig(**{**FAST, **cfg, "filters": filters})
-    return run_pairs(records, out, STAGE[source], {source: 1000}, config, LocalExecutor(), log=lambda _m: None)
+    return run_pairs(records, out, STAGE[source], {source: 1000}, config, LocalExecutor())
 
 
 def kept_pairs(out: Path) -> list[dict]:

@@ -56,8 +56,7 @@ def test_pairs_on_ray_are_byte_identical_to_local(sample_data, tmp_path, ray_exe
     for name, ex in (("local", None), ("ray", ray_executor)):
         from imprint.executor import LocalExecutor
 
-        run_pairs(sample_data / "records", tmp_path / name, stage, sources, cfg, ex or LocalExecutor(),
-                  log=lambda _m: None)
+        run_pairs(sample_data / "records", tmp_path / name, stage, sources, cfg, ex or LocalExecutor())
     local = sorted((tmp_path / "local").glob("part-*.parquet"))
     remote = sorted((tmp_path / "ray").glob("part-*.parquet"))
     assert len(local) >= 2 and [p.read_bytes() for p in local] == [p.read_bytes() for p in remote]
@@ -144,7 +143,7 @@ def test_the_segmenter_runs_as_a_gpu_job_with_the_masks_of_a_local_run(tmp_path,
             urls.append(srv.file(f"/im/{i}.jpg", jpg.getvalue()))
         (tmp_path / "list.csv").write_text("url\n" + "\n".join(urls) + "\n")
         roots = {name: fetch_urls(tmp_path / "list.csv", tmp_path / name, model, ex, download=DownloadConfig(),
-                                  segment=seg, chunk=1, log=lambda _m: None)
+                                  segment=seg, chunk=1)
                  for name, ex in (("local", LocalExecutor()), ("ray", ray_executor))}
     assert asked == [GPU_TASK]  # the Ray job asked for GPUs (ray_local has one); the local run needs none
     masks = {name: {p.relative_to(root): p.read_bytes() for p in sorted((root / "masks").rglob("*")) if p.is_file()}

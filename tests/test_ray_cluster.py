@@ -99,7 +99,7 @@ def reference(sample_roots, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("clean")
     cfg = load_config(IngestConfig, None, ["groups_per_part=1"])
-    run_ingest(SOURCE, sample_roots[SOURCE], out, cfg, LocalExecutor(), log=lambda _m: None)
+    run_ingest(SOURCE, sample_roots[SOURCE], out, cfg, LocalExecutor())
     assert len(parts(out)) == 4
     return out
 

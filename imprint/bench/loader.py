@@ -24,8 +24,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     root = generate_ytvos(work / "ytvos720", seed=2, n_videos=n_videos, n_frames=12, size=(1280, 720))
     ingest_ytvos(root, work / "data", n_videos)
     shards = work / "shards"
-    run_pairs(work / "data" / "records", shards, 2, {"ytvos": 16}, PairsConfig(shard_rows=64), LocalExecutor(),
-              log=lambda _m: None)
+    run_pairs(work / "data" / "records", shards, 2, {"ytvos": 16}, PairsConfig(shard_rows=64), LocalExecutor())
     cfg = LoaderConfig(batch_size=8, num_workers=0, drop_last=False)
     columns = ["object", "target", "mask"]
     rows = [r for p in sorted(shards.glob("part-*.parquet")) for r in pq.read_table(p, columns=columns).to_pylist()]
