@@ -52,6 +52,7 @@ figure { margin: 0; } figcaption { font-size: 12px; }
            padding: 6px 0; border-bottom: 1px solid #ddd; }
 .removed img { width: 100%; border: 1px solid #ccc; background: #fff; display: block; }
 .gone { font-size: 11px; color: #888; }
+.removed.head { font-weight: 600; font-size: 12px; position: sticky; top: 0; background: #f6f6f6; }
 """
 
 _HEADERS = ("object", "target", "target + mask", *(f"level {i}" for i in range(NUM_LEVELS)), "pair")
@@ -153,6 +154,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def quality_line(q: dict[str, Any]) -> str:
+    """The pair's scores in one line: its identity and change, then each score of its two records (src/tgt)."""
+    parts = [f"{k} {_fmt(q[k])}" for k in ("identity", "change") if q.get(k) is not None]
+    for name, short in (("sharpness", "sharpness"), ("mask_components", "pieces"),
+                        ("mask_largest_share", "largest piece")):
+        a, b = q.get(f"src_{name}"), q.get(f"tgt_{name}")
+        if a is not None or b is not None:
+            parts.append(f"{short} {_fmt(a)}/{_fmt(b)}")
+    return "quality: " + " · ".join(parts)
+
+
 def caption(row: dict, stage: int | None) -> str:
     """The text under a sample: ids, frames, box, seed and the augmentation parameters."""
     lines = [
@@ -164,7 +176,7 @@ def caption(row: dict, stage: int | None) -> str:
     ]
     quality = row.get("quality")
     if quality:
-        lines.append("quality: " + _fmt({k: v for k, v in quality.items() if v is not None}))
+        lines.append(quality_line(quality))
     for key, value in (row.get("aug") or {}).items():
         if value is not None:
             lines.append(f"{key}: {_fmt(value)}")
@@ -204,7 +216,7 @@ def write_preview(shard_dir: str | Path, out_html: str | Path, n: int = 32, seed
 
     ``excluded``: the removed items instead; ``worst``: the kept pairs nearest the failing end of that score.
     """
-    from imprint.shards.quality_view import excluded_sample, quality_panel, render_excluded
+    from imprint.shards.quality_view import EXCLUDED_HEAD, excluded_sample, quality_panel, render_excluded
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -212,7 +224,8 @@ def write_preview(shard_dir: str | Path, out_html: str | Path, n: int = 32, seed
     if excluded:
         removed = excluded_sample(dirs, n, seed)
         what = f"{len(removed)} removed items (seed {seed}): the crops as the filters saw them, and why"
-        body = [render_excluded(row, _data_uri, _encode) for row in removed] or ["<p>Nothing was removed.</p>"]
+        body = [EXCLUDED_HEAD, *(render_excluded(row, _data_uri, _encode) for row in removed)] if removed else \
+            ["<p>Nothing was removed.</p>"]
     else:
         rows = worst_rows(shard_dir, worst, n) if worst else sample_rows(shard_dir, n, seed)
         what = (f"the {len(rows)} kept pairs nearest the failing end of {worst}, worst first" if worst else

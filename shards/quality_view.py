@@ -127,6 +127,10 @@ def excluded_caption(row: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+EXCLUDED_HEAD = ('<div class="removed head"><div>object (pair) / frame around the box, mask tinted (record)</div>'
+                 '<div>target (pair), as scored</div><div>why</div></div>')
+
+
 def render_excluded(row: dict[str, Any], data_uri: Any, encode: Any) -> str:
     """One removed item as a ``div.removed``: its crops (a pair: object and target as scored; a record: its
     frame around the box with the mask tinted) and why it was removed."""

@@ -143,7 +143,7 @@ def test_dinov2_backend_loads_once_per_process_from_a_folder(tmp_path, monkeypat
     from imprint.quality import features
 
     config = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=64, image_size=56, patch_size=14)
+                                       mlp_ratio=2, image_size=56, patch_size=14)
     transformers.Dinov2Model(config).save_pretrained(tmp_path / "dino")
     calls = []
     real = transformers.Dinov2Model.from_pretrained

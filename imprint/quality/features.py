@@ -36,6 +36,7 @@ HUE_BINS, SAT_BINS, GREY_BINS = 16, 4, 4
 MIN_SATURATION, MIN_VALUE = 0.2, 0.15  # below either, a pixel counts as grey
 RATIO = 0.8  # Lowe's ratio test
 MIN_KEYPOINTS = 4
+DINO_SIDE = 224  # DINOv2 sees crops at 224 px (its usual input; fewer where the model's image size is smaller)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -162,7 +163,7 @@ class Dinov2Backend(IdentityBackend):
         self.model = model.eval().to(device)
         self.device = device
         self.batch_size = batch_size
-        self.side = int(model.config.image_size)
+        self.side = min(int(model.config.image_size), DINO_SIDE)
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 

@@ -10,6 +10,7 @@ from imprint.quality.filters import FiltersConfig
 from imprint.quality.histograms import RECORD_LEVEL, ScoreHistograms, describe, quantile
 from imprint.stats import Stats
 
+WHOLE_NUMBERS = ("mask_components", "hash_distance")
 QUALITY_REASONS = ("fragmented_mask", "blurry", "near_duplicate", "identity_mismatch", "static_pair")
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -105,6 +106,8 @@ def svg_histogram(score: str, desc: dict[str, Any], width: int = 300, height: in
         parts.append(f'<line x1="{tx:.1f}" y1="0" x2="{tx:.1f}" y2="{plot_h}" stroke="#d6336c" '
                      f'stroke-dasharray="4 3" stroke-width="1.5"/>')
     parts.append(f'<line x1="0" y1="{plot_h}" x2="{width}" y2="{plot_h}" stroke="#555"/>')
+    if score in WHOLE_NUMBERS:  # bins centred on whole numbers: label the numbers
+        lo, hi = lo + 0.5, hi - 0.5
     parts.append(f'<text x="0" y="{height - 6}" font-size="10">{_fmt(lo)}</text>')
     parts.append(f'<text x="{width}" y="{height - 6}" font-size="10" text-anchor="end">{_fmt(hi)}+</text>')
     if threshold is not None:
