@@ -16,8 +16,9 @@ DESCRIPTION = (
     "Build IMPRINT's training pairs from DATA/records into OUT/stage1/ and OUT/stage2/ (part-NNNNN.parquet, "
     "manifest.json, README.md dataset card, report.json). Stage 1: two views of one instance with "
     "1 <= |i - j| <= window, backgrounds removed. Stage 2: an object cut from one frame (or the image itself) "
-    "and augmented P(T(.)), the target the other frame. Same records, config and seed give byte-identical "
-    "shards; rerunning resumes.")
+    "and augmented P(T(.)), the target the other frame. Quality filters (--filters) remove blurry records, "
+    "fragmented masks, near-duplicates, identity mismatches and static pairs, each counted in report.json and "
+    "listed in OUT/stageN/excluded/. Same records, config and seed give byte-identical shards; rerunning resumes.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

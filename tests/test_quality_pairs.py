@@ -241,5 +241,5 @@ def test_preview_shows_scores_removed_items_and_the_worst_kept(tmp_path):
     assert main(["preview", str(shards), "--worst", "identity", "--n", "5", "--out", str(tmp_path / "w.html")]) == 0
     worst = (tmp_path / "w.html").read_text()
     kept = sorted(r["quality"]["identity"] for r in kept_pairs(shards / "stage2"))
-    assert worst.count('class="sample"') == 5 and f"identity={kept[0]:.4g}" in worst
+    assert worst.count('class="sample"') == 5 and f"identity {kept[0]:.4g}" in worst
     assert main(["preview", str(shards), "--worst", "beauty", "--out", str(tmp_path / "x.html")]) == 2
