@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from imprint.io import read_json
-from imprint.quality.summary import svg_histogram
+from imprint.quality.summary import removal_text, svg_histogram
 
 # --worst SCORE: how a kept pair's value is read from its `quality` column, and which end is the worst
 WORST = {
@@ -113,11 +113,7 @@ def _record_view(row: dict[str, Any], side: int = 160) -> np.ndarray | None:
 def excluded_caption(row: dict[str, Any]) -> str:
     frames = f"frame {row['src_frame']}" if row["tgt_frame"] is None else \
         f"frames {row['src_frame']} → {row['tgt_frame']}"
-    rule = "<" if row["reason"] not in ("fragmented_mask", "near_duplicate") or row["score"] == "mask_largest_share" \
-        else ">"
-    if row["reason"] == "near_duplicate":
-        rule = "≤"
-    lines = [f"{row['reason']}: {row['score']} {row['value']:.4g} ({rule} {row['threshold']:.4g})",
+    lines = [f"{row['reason']}: {removal_text(row['score'], row['value'], row['threshold'])}",
              f"{row['source']} · stage {row['stage']} · {row['kind']}",
              f"group {row['group_id']} / instance {row['instance_id']} · {frames}"]
     if row.get("detail"):

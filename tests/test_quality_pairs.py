@@ -237,7 +237,7 @@ def test_preview_shows_scores_removed_items_and_the_worst_kept(tmp_path):
     assert page.count('class="removed"') == removed > 0
     for reason in ("blurry", "fragmented_mask", "identity_mismatch"):
         assert reason in page
-    assert page.count("<svg") == 6 and "min 0.45" in page  # each score's histogram with its threshold
+    assert page.count("<svg") == 6 and "removed &lt; 0.45" in page  # each score's histogram with its threshold
     assert main(["preview", str(shards), "--worst", "identity", "--n", "5", "--out", str(tmp_path / "w.html")]) == 0
     worst = (tmp_path / "w.html").read_text()
     kept = sorted(r["quality"]["identity"] for r in kept_pairs(shards / "stage2"))

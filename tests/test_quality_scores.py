@@ -249,7 +249,8 @@ def test_histograms_merge_and_describe():
     a.merge(b)
     d = describe(ScoreHistograms.from_dict(a.to_dict()), FiltersConfig().thresholds(2), FILTER_NAMES)
     assert sum(d["sharpness"]["kept"]) == 4 and sum(d["sharpness"]["removed"]) == 1
-    assert d["sharpness"]["threshold"] == 0.45 and d["sharpness"]["rule"] == "min"
+    assert d["sharpness"]["threshold"] == 0.45 and d["sharpness"]["rule"] == "<"
+    assert d["change"]["rule"] == "<" and describe(a, {"max_hash_distance": 3}, ())["sharpness"]["filter_on"] is False
     assert d["change"]["kept"][-1] == 1 and len(d["change"]["edges"]) == len(d["change"]["kept"]) + 1
     assert quantile(d["sharpness"]["kept"], "sharpness", 0.5) == pytest.approx(0.525)
     assert quantile([0] * 20, "sharpness", 0.5) is None

@@ -21,15 +21,17 @@ SCORE_BINS: dict[str, tuple[float, float, int]] = {
     "identity": (0.0, 1.0, 20),
     "change": (0.0, 0.1, 25),
 }
-# score -> (the FiltersConfig threshold that applies to it, "min" | "max", the reason it gives)
+# score -> (the FiltersConfig threshold that applies to it, when an item is removed: value "<", ">" or "<="
+# the threshold, the reason it gives)
 SCORE_RULES: dict[str, tuple[str, str, str]] = {
-    "sharpness": ("min_sharpness", "min", "blurry"),
-    "mask_components": ("max_mask_components", "max", "fragmented_mask"),
-    "mask_largest_share": ("min_mask_largest_share", "min", "fragmented_mask"),
-    "hash_distance": ("max_hash_distance", "max", "near_duplicate"),
-    "identity": ("min_identity", "min", "identity_mismatch"),
-    "change": ("min_change", "min", "static_pair"),
+    "sharpness": ("min_sharpness", "<", "blurry"),
+    "mask_components": ("max_mask_components", ">", "fragmented_mask"),
+    "mask_largest_share": ("min_mask_largest_share", "<", "fragmented_mask"),
+    "hash_distance": ("max_hash_distance", "<=", "near_duplicate"),
+    "identity": ("min_identity", "<", "identity_mismatch"),
+    "change": ("min_change", "<", "static_pair"),
 }
+SYMBOLS = {"<": "<", ">": ">", "<=": "≤"}
 RECORD_LEVEL = ("sharpness", "mask_components", "mask_largest_share", "hash_distance")
 PAIR_LEVEL = ("identity", "change")
 
@@ -77,7 +79,8 @@ class ScoreHistograms:
 
 
 def describe(hist: ScoreHistograms, thresholds: dict[str, float | None], enabled: tuple[str, ...]) -> dict[str, Any]:
-    """Per score: bin edges, kept and removed counts, the threshold and whether its filter ran (report.json)."""
+    """Per score: bin edges, kept and removed counts, the threshold, the rule (an item is removed when its value
+    is ``rule`` the threshold) and whether its filter ran (report.json)."""
     out: dict[str, Any] = {}
     for score in hist.scores():
         key, direction, reason = SCORE_RULES[score]

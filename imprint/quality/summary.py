@@ -7,7 +7,8 @@ import html
 from typing import Any
 
 from imprint.quality.filters import FiltersConfig
-from imprint.quality.histograms import RECORD_LEVEL, ScoreHistograms, describe, quantile
+from imprint.quality.histograms import (RECORD_LEVEL, SCORE_RULES, SYMBOLS, ScoreHistograms, describe, edges,
+                                        quantile)
 from imprint.stats import Stats
 
 WHOLE_NUMBERS = ("mask_components", "hash_distance")
@@ -31,20 +32,42 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
 
+MARK = "│"  # where the threshold falls (not "|": it would split a Markdown table's cell)
+
+
 def sparkline(desc: dict[str, Any]) -> str:
-    """The distribution as block characters, bin by bin, with ``|`` where the threshold falls."""
+    """The distribution as block characters, bin by bin, with ``MARK`` where the threshold falls: before its bin
+    when values below it are removed, after it when values above (or at) it are."""
     counts = [k + r for k, r in zip(desc["kept"], desc["removed"])]
     top = max(counts) or 1
     edges = desc["edges"]
     out = []
     threshold = desc.get("threshold")
     for i, c in enumerate(counts):
-        if threshold is not None and edges[i] <= threshold < edges[i + 1] and desc["rule"] == "min":
-            out.append("|")
+        inside = threshold is not None and edges[i] <= threshold < edges[i + 1]
+        if inside and desc["rule"] == "<":
+            out.append(MARK)
         out.append(" " if c == 0 else _BARS[min(len(_BARS) - 1, int(c / top * (len(_BARS) - 1) + 0.999))])
-        if threshold is not None and edges[i] <= threshold < edges[i + 1] and desc["rule"] == "max":
-            out.append("|")
+        if inside and desc["rule"] != "<":
+            out.append(MARK)
     return "".join(out)
+
+
+def _quantile_text(counts: list[int], score: str, q: float) -> str:
+    """A binned quantile; in the last bin (which also holds everything above the range) "≥ its start"."""
+    value = quantile(counts, score, q)
+    last = edges(score)[-2]
+    return f"≥ {_fmt(float(last))}" if value is not None and value >= last else _fmt(value)
+
+
+def rule_text(rule: str, threshold: float) -> str:
+    """``removed < 0.45``, ``removed > 12``, ``removed ≤ 3``."""
+    return f"removed {SYMBOLS[rule]} {_fmt(threshold)}"
+
+
+def removal_text(score: str, value: float, threshold: float) -> str:
+    """``sharpness 0.31 (< 0.45)``: an excluded row's score against its threshold."""
+    return f"{score} {value:.4g} ({SYMBOLS[SCORE_RULES[score][1]]} {threshold:.4g})"
 
 
 def card_lines(quality: dict[str, Any] | None, dropped: dict[str, int]) -> list[str]:
@@ -63,14 +86,13 @@ def card_lines(quality: dict[str, Any] | None, dropped: dict[str, int]) -> list[
              + (f", removed {', '.join(f'{k}: {v}' for k, v in recs['dropped'].items())}" if recs["dropped"] else "")
              + "; pairs removed "
              + (", ".join(f"{k}: {v}" for k, v in sorted(removed_pairs.items())) or "none") + ".",
-             "", "| score | of | removed when | removed | p5 / median / p95 | distribution (`|` threshold) |",
+             "", f"| score | of | removed when | removed | p5 / median / p95 | distribution (`{MARK}` threshold) |",
              "|---|---|---|---|---|---|"]
     for score, desc in quality["scores"].items():
         level = "records" if score in RECORD_LEVEL else "pairs"
         counts = [k + r for k, r in zip(desc["kept"], desc["removed"])]
-        q = " / ".join(_fmt(quantile(counts, score, p)) for p in (0.05, 0.5, 0.95))
-        rule = f"{'<' if desc['rule'] == 'min' else '>'} {desc['threshold']:.3g}" if desc["threshold"] is not None \
-            else "–"
+        q = " / ".join(_quantile_text(counts, score, p) for p in (0.05, 0.5, 0.95))
+        rule = f"{SYMBOLS[desc['rule']]} {desc['threshold']:.3g}" if desc["threshold"] is not None else "–"
         state = "" if desc["filter_on"] else " (off)"
         lines.append(f"| `{score}` | {level} | {rule}: `{desc['reason']}`{state} | {sum(desc['removed'])} of "
                      f"{sum(counts)} | {q} | `{sparkline(desc)}` |")
@@ -112,6 +134,6 @@ def svg_histogram(score: str, desc: dict[str, Any], width: int = 300, height: in
     parts.append(f'<text x="{width}" y="{height - 6}" font-size="10" text-anchor="end">{_fmt(hi)}+</text>')
     if threshold is not None:
         parts.append(f'<text x="{width / 2}" y="{height - 6}" font-size="10" text-anchor="middle" fill="#d6336c">'
-                     f'{"min" if desc["rule"] == "min" else "max"} {_fmt(threshold)}</text>')
+                     f'{html.escape(rule_text(desc["rule"], threshold))}</text>')
     parts.append("</svg>")
     return "".join(parts)
