@@ -8,5 +8,11 @@
 - :mod:`imprint.quality.filters`: the thresholds (:class:`~imprint.quality.filters.FiltersConfig`) and one
   filter class per reason (``blurry``, ``fragmented_mask``, ``near_duplicate``, ``identity_mismatch``,
   ``static_pair``);
-- :mod:`imprint.quality.excluded`: the ``excluded/`` table, one row per removed item with its reason and score.
+- :mod:`imprint.quality.excluded`: the ``excluded/`` table, one row per removed item with its reason and score;
+- :mod:`imprint.quality.histograms` and :mod:`imprint.quality.summary`: each score's distribution with its
+  threshold, for ``report.json``, the dataset card and ``imprint preview``.
+
+Ingest (:mod:`imprint.ingest.base`) computes the record scores; ``imprint pairs`` (:mod:`imprint.pairing.quality`)
+runs the filters. The fault generator the tests and the benchmark measure them on is
+:mod:`imprint.ingest.sample.faults`.
 """
