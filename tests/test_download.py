@@ -391,3 +391,57 @@ def test_ledger_parts_round_trip_and_older_parts_read_with_defaults(tmp_path: Pa
     pq.write_table(status_table(sts).drop_columns(["status"]), tmp_path / "part-00002.parquet")
     with pytest.raises(DownloadError, match="part-00002.parquet is unreadable"):
         load_status_parts(tmp_path)
+
+
+def _fetch_in_child(items_json: str, root: str) -> None:
+    """What the killed child runs: the job over ``items_json`` (id, url, dest) in chunks of 2."""
+    items = [DownloadItem(*row) for row in json.loads(items_json)]
+    run_items(items, Path(root), FetchJob(fast_cfg(timeout=60.0)), LocalExecutor(), chunk=2)
+
+
+def test_a_real_kill_mid_chunk_then_rerun_loses_nothing_and_fetches_nothing_twice(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    names = ["a-gone", *[f"f{i}" for i in range(1, 8)]]  # chunks: (a-gone, f1) (f2, f3) (f4, f5) (f6, f7)
+    hung = threading.Event()
+    with FixtureServer() as srv:
+        srv.status("/a-gone", 404)
+        for n in names[1:]:
+            srv.file(f"/{n}", n.encode() * 5000)
+
+        def hang(r: object) -> Reply:  # f5 hangs in the first run until the child is killed
+            hung.set()
+            return Reply(200, b"f5" * 5000, delay=30.0)
+
+        srv.route("/f5", hang)
+        items = _items(srv, tmp_path, names)
+        rows = json.dumps([(it.item_id, it.url, it.dest) for it in items])
+        code = ("import sys; sys.path.insert(0, sys.argv[3]); from test_download import _fetch_in_child; "
+                "_fetch_in_child(sys.argv[1], sys.argv[2])")
+        child = subprocess.Popen([sys.executable, "-c", code, rows, str(tmp_path), str(Path(__file__).parent)])
+        try:
+            assert hung.wait(60), "the child never reached f5"
+            deadline = time.monotonic() + 30
+            while not (tmp_path / "files" / "f4").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # f4, in f5's chunk, lands before the kill
+            child.send_signal(signal.SIGKILL)
+        finally:
+            assert child.wait(60) == -signal.SIGKILL
+        assert (tmp_path / "files" / "f4").exists() and not (tmp_path / "files" / "f5").exists()
+        assert not (tmp_path / "status" / "part-00002.parquet").exists()  # the killed chunk wrote no ledger part
+        srv.file("/f5", b"f5" * 5000)
+        report = run_items(items, tmp_path, FetchJob(fast_cfg()), LocalExecutor(), chunk=2)
+        assert srv.count("/a-gone") == 1  # a failure is kept, not retried without --retry-failed
+        assert all(srv.count(f"/{n}") == 1 for n in names[1:] if n != "f5")  # f4 was in place: cached
+        assert srv.count("/f5") == 2
+    assert report["counts"] == {"cached": 1, "failed_download": 1, "ok": 6}
+    assert report["attempted"] == 4 and report["this_run"] == {"cached": 1, "ok": 3}
+    assert report["failures"] == [{"item": "a-gone", "url": srv.url("/a-gone"), "status": "failed_download",
+                                   "error": "HTTP 404 Not Found"}]
+    assert no_parts(tmp_path) and not list((tmp_path / "status").rglob("*.tmp"))
+    for n in names[1:]:
+        assert (tmp_path / "files" / n).read_bytes() == n.encode() * 5000
+    ids = [s.item_id for sts in load_status_parts(tmp_path / "status").values() for s in sts]
+    assert sorted(ids) == names  # each item once in the ledger
