@@ -45,7 +45,7 @@ def split_of_group(group: int) -> str:
 
 def _bases(root: Path) -> list[tuple[Path, str | None]]:
     """``(folder holding the photo folders, its split)``; None: split by group number."""
-    splits = [(root / s, s) for s in SPLITS if (root / s).is_dir()]
+    splits: list[tuple[Path, str | None]] = [(root / s, s) for s in SPLITS if (root / s).is_dir()]
     if splits:
         return splits
     if (root / DOWNLOAD_DIR).is_dir():

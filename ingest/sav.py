@@ -417,13 +417,13 @@ def check_alignment(raw: Path, n: int, executor: Executor | None = None, seed: i
                for o in (executor or LocalExecutor()).run(check_frames, checks)]
     verdicts = [v for r in results for v in r["frames"]]
     mismatches = [{"video": r["video"], **v} for r in results for v in r["frames"] if not v["ok"]]
+    unchecked = [{"video": r["video"], "error": r["error"]} for r in results if r["error"]]
     report = {"checked": len(verdicts), "asked": n, "available": len(listed), "seed": seed, "decoder": DECODER,
-              "mismatched": len(mismatches), "mismatches": mismatches,
-              "unchecked": [{"video": r["video"], "error": r["error"]} for r in results if r["error"]]}
+              "mismatched": len(mismatches), "mismatches": mismatches, "unchecked": unchecked}
     write_json_atomic(Path(raw) / ALIGNMENT, report)
     log.info("[sav] alignment: %d of %d frames checked against a sequential decode match; %d mismatched, %d "
-             "video(s) unchecked; report: %s", report["checked"] - report["mismatched"], report["checked"],
-             report["mismatched"], len(report["unchecked"]), Path(raw) / ALIGNMENT)
+             "video(s) unchecked; report: %s", len(verdicts) - len(mismatches), len(verdicts), len(mismatches),
+             len(unchecked), Path(raw) / ALIGNMENT)
     return report
 
 
