@@ -57,7 +57,7 @@ class PartTask:
         return f"part-{self.index:05d}"
 
     def fingerprint(self) -> str:
-        groups = [(g.group_id, [(f.name, f.image, f.annotation, f.expected) for f in g.frames], g.licence,
+        groups = [(g.group_id, [(f.name, f.number, f.image, f.annotation, f.expected) for f in g.frames], g.licence,
                    g.attribution) for g in self.groups]
         return fingerprint(self.source, RECORDS_SCHEMA_VERSION, config_dict(self.cfg), groups)
 
@@ -130,10 +130,7 @@ def plan_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfi
         groups = groups[:limit]
     groups = [replace(g, licence=g.licence or defn.licence, attribution=g.attribution or defn.attribution)
               for g in groups]
-    read = reader.read_notes()
-    if read:
-        log.info("[ingest %s] read %s", defn.name, "; ".join(f"{k}: {v}" for k, v in read.items()))
-    return IngestPlan(defn, Path(root), root_dir, archive, groups, cfg, reader, read)
+    return IngestPlan(defn, Path(root), root_dir, archive, groups, cfg, reader, reader.read_notes())
 
 
 def make_tasks(plan: IngestPlan, out_dir: Path) -> list[PartTask]:
@@ -160,6 +157,8 @@ def run_plan(plan: IngestPlan, out: Path, executor: Executor, *, overwrite: bool
         raise IngestError(str(exc)) from None
     tasks = make_tasks(plan, out_dir)
     todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
+    if plan.read:
+        log.info("[ingest %s] read %s", name, "; ".join(f"{k}: {v}" for k, v in plan.read.items()))
     log.info("[ingest %s] %d groups in %d parts; %d already done, %d to run on the %s executor", name,
              len(plan.groups), len(tasks), len(tasks) - len(todo), len(todo), executor.name)
     ran = run_parts(executor, run_part, todo, f"ingest {name}", "frames", lambda m: m["frames"], log.info)
