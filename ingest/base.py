@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from imprint.errors import ImprintError
 from imprint.ingest.config import IngestConfig
 from imprint.masks import encode_packed_png, pack_mask, packed_bbox
 from imprint.media import probe_image
+from imprint.quality.scores import RecordScores, read_grey, reduction_for, record_scores
 from imprint.records import ObjectRecord, frame_number_of, frame_sort_key
 from imprint.stats import Drop, Stats
 
@@ -162,7 +163,7 @@ def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_
     found = source.instances(frame, (w, h), cfg)
     expected = frame.expected if frame.expected is not None else tuple(
         (iid, cat) for iid, (_, cat) in sorted(found.items(), key=lambda kv: frame_sort_key(kv[0])))
-    out: list[ObjectRecord] = []
+    kept = []
     for instance_id, category in expected:
         mask, found_category = found.get(instance_id, (None, None))
         category = category or found_category
@@ -177,15 +178,29 @@ def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_
         if reason is not None:
             stats.drop(reason)
             continue
-        out.append(ObjectRecord(
-            source=name, group_id=group.group_id, instance_id=instance_id,
-            frame_index=frame_index, frame_name=frame.name,
-            frame_number=frame.number if frame.number is not None else frame_index, image_uri=frame.image,
-            annotation_uri=frame.annotation, width=w, height=h,
-            mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
-            area_frac=area / float(w * h), category=category,
-            licence=group.licence or "", attribution=group.attribution))
-    return out
+        kept.append((instance_id, category, mask, packed, bbox, area))
+    scores = _quality_scores(frame, [(k[2], k[4]) for k in kept])
+    return [ObjectRecord(
+        source=name, group_id=group.group_id, instance_id=instance_id,
+        frame_index=frame_index, frame_name=frame.name,
+        frame_number=frame.number if frame.number is not None else frame_index, image_uri=frame.image,
+        annotation_uri=frame.annotation, width=w, height=h,
+        mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
+        area_frac=area / float(w * h), category=category,
+        licence=group.licence or "", attribution=group.attribution, **asdict(score))
+        for (instance_id, category, mask, packed, bbox, area), score in zip(kept, scores)]
+
+
+def _quality_scores(frame: Frame, objects: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[RecordScores]:
+    """The quality scores of a frame's objects ((mask, box) each), from one greyscale decode of the frame at
+    the largest reduction that leaves the smallest box at least ``WORK_SIDE`` pixels (imprint.quality.scores)."""
+    if not objects:
+        return []
+    reduction = reduction_for(min(max(b[2] - b[0], b[3] - b[1]) for _, b in objects))
+    grey = read_grey(frame.image, reduction)
+    if grey is None:
+        raise Drop("corrupt_image", f"{frame.image} cannot be decoded")
+    return [record_scores(grey, reduction, mask, box) for mask, box in objects]
 
 
 def _keep_multi_frame(candidates: list[ObjectRecord], cfg: IngestConfig, stats: Stats) -> list[ObjectRecord]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from imprint.augment.affine import AffineConfig
 from imprint.augment.color import ColorConfig
 from imprint.ingest.sources import get_source
+from imprint.quality.filters import FiltersConfig
 
 IMAGE_FORMATS = ("jpeg", "png")
 
@@ -46,6 +47,7 @@ class PairsConfig:
     any two different frames), or for image sources the image itself; the object is augmented ``P(T(.))``,
     the target cropped square around the target box (side = box side x ``target_context``) and resized to
     ``resolution``. ``pairs_per_instance`` caps the pairs drawn per instance.
+    ``filters``: the quality filters and their thresholds (``imprint pairs --filters none|default|FILE``).
     """
 
     window: int = 7
@@ -69,6 +71,7 @@ class PairsConfig:
     holdout: float = 0.0  # fraction of groups (by hash of source and group) written to stageN-holdout/
     affine: AffineConfig = field(default_factory=AffineConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
 
     def __post_init__(self) -> None:
         if self.window < 1:

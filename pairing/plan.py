@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from imprint.io import sha256_bytes
 from imprint.pairing.config import PairsConfig, source_frame_rate, source_kind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imprint.pairing.quality import RecordGate
 
 PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name", "frame_number"]
 
@@ -85,15 +89,25 @@ def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generato
     return [cands[i] for i in picked]
 
 
-def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int) -> Iterator[PairSpec]:
-    """The pairs of one records part (whole groups live in one part)."""
+def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int, split: str = "all",
+              gate: RecordGate | None = None) -> Iterator[PairSpec]:
+    """The pairs of one records part (whole groups live in one part), of the groups in ``split``.
+
+    ``gate``: the record filters; a record they remove makes no pair (they see each instance's records in
+    frame order, before any pair is drawn).
+    """
     kind, rate = source_kind(source), source_frame_rate(source)
-    table = pq.read_table(part, columns=PLAN_COLUMNS).to_pydict()
+    columns = PLAN_COLUMNS + (gate.columns(part) if gate is not None else [])
+    table = pq.read_table(part, columns=columns).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}
     for row, key in enumerate(zip(table["group_id"], table["instance_id"])):
         instances.setdefault(key, []).append(row)
     for (group, instance), rows in instances.items():
+        if not in_split(source, group, cfg.holdout, split):
+            continue
         rows.sort(key=lambda r: table["frame_index"][r])
+        if gate is not None:
+            rows = gate.instance(source, part, table, rows)
         numbers = [table["frame_number"][r] for r in rows]
         cands = candidate_pairs(numbers, kind, stage, cfg, rate)
         rng = instance_rng(cfg.seed, stage, source, group, instance)
@@ -111,20 +125,24 @@ def in_holdout(source: str, group_id: str, fraction: float) -> bool:
     return fraction > 0 and int(stable_hash("holdout", source, group_id)[:8], 16) / 0xFFFFFFFF < fraction
 
 
+def in_split(source: str, group_id: str, fraction: float, split: str) -> bool:
+    """Whether the group belongs to ``split`` (``all``, ``train`` or ``holdout``)."""
+    return split == "all" or in_holdout(source, group_id, fraction) == (split == "holdout")
+
+
 def record_parts(records_dir: Path, source: str) -> list[Path]:
     return sorted((Path(records_dir) / source).glob("part-*.parquet"))
 
 
 def plan_pairs(records_dir: Path, sources: dict[str, int], stage: int, cfg: PairsConfig,
-               split: str = "all") -> Iterator[PairSpec]:
+               split: str = "all", gate: RecordGate | None = None) -> Iterator[PairSpec]:
     """Every pair of ``stage`` from ``sources`` ({source: pairs per instance}), in a fixed order.
 
-    ``split``: ``all``, or ``train`` / ``holdout`` by :func:`in_holdout` with ``cfg.holdout``.
+    ``split``: ``all``, or ``train`` / ``holdout`` by :func:`in_holdout` with ``cfg.holdout``. ``gate``: the
+    record filters (:func:`plan_part`).
     """
     if split not in ("all", "train", "holdout"):
         raise ValueError(f"split must be all, train or holdout, got {split!r}")
     for source in sorted(sources):
         for part in record_parts(records_dir, source):
-            for spec in plan_part(part, source, stage, cfg, sources[source]):
-                if split == "all" or in_holdout(source, spec.group_id, cfg.holdout) == (split == "holdout"):
-                    yield spec
+            yield from plan_part(part, source, stage, cfg, sources[source], split, gate)

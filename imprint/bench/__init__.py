@@ -17,6 +17,8 @@ Targets are reported (``meets_target``), never asserted in tests.
 - ``downloads``: the download layer's ``Fetcher`` against a plain thread-pool httpx fetch;
   segmentation images/s with the tiny random Mask2Former.
 - ``render``: Objaverse views rendered per second per core.
+- ``quality``: what the quality scores and filters cost in pairs and ingest time, DINOv2 identity
+  throughput on the CPU, and the default filters on generated fault sets.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from imprint.errors import UsageError
 
-BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render")
+BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render", "quality")
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ DESCRIPTION = ("Run the benchmarks and write bench/results/<name>.json with the 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", default=[],
-                   help="which benchmarks: ingest, pairs, loader, train, composite, downloads, render (default: all)")
+                   help="which benchmarks: ingest, pairs, loader, train, composite, downloads, render, quality "
+                        "(default: all)")
     p.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
 
