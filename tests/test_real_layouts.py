@@ -1,4 +1,4 @@
-"""Real downloads read right (issue 14): the places the owners' files really sit, generated, read back.
+"""Real downloads read right: the places the owners' files really sit, generated, read back.
 
 VIPSeg's split from the owners' lists (``VIPSeg/<split>.txt`` beside ``VIPSeg_720P/``, or the split
 jsons), never every video by accident; PPR10K's download (``masks_360p`` beside the image folder) and the

@@ -1,4 +1,4 @@
-"""SA-V frames match their masks, and frame numbers keep time (issue 14).
+"""SA-V frames match their masks, and frame numbers keep time.
 
 The videos are generated here with PyAV in the codecs the SA-V videos and their kin use with B-frames
 (MPEG-4 part 2 and H.264 with open GOPs): random access by seeking (``decord``'s ``get_batch``) returns
