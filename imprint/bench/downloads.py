@@ -11,7 +11,7 @@ warm-up of each:
 - ``fetcher``: :meth:`Fetcher.fetch_many` with the same concurrency (per-host limit, ``.part`` + atomic
   rename, size check, cache check, retries armed), one ``Fetcher``;
 - ``job``: what a downloaded source runs: :func:`~imprint.ingest.ledger.run_items` over the items in chunks
-  of 256 on the local executor, each chunk a ``Fetcher`` and a ledger part and marker, then ``report.json``.
+  of ``CHUNK`` (128) on the local executor, each chunk a ``Fetcher`` and a ledger part and marker, then ``report.json``.
 
 Before each timing the process's shared client is closed, so ours makes its client and opens its
 connections inside the timing, as the floor opens its connections.
@@ -48,7 +48,7 @@ from imprint.ingest.download import DownloadConfig, DownloadError, Fetcher, Item
 from imprint.ingest.segment import SegmentConfig, Segmenter, save_tiny_mask2former
 
 TARGET = 1.1
-CHUNK = 256  # run_items' default chunk
+CHUNK = 128  # two chunks per job run (the sources use 32-256): the second reuses the first one's connections
 WAYS = ("floor", "fetcher", "job")
 
 
@@ -268,7 +268,7 @@ def _segmentation(work: Path, quick: bool) -> dict[str, Any]:
 def measure(work: Path, quick: bool) -> dict[str, Any]:
     """N files of 256 KiB served from 127.0.0.1 by a child process, fetched by the floor, the fetcher and the
     job with the same concurrency, in ``rounds`` interleaved rounds; ratios to the floor per round."""
-    n_files, size, workers, rounds = (64, 256 * 1024, 16, 3) if quick else (512, 256 * 1024, 16, 15)
+    n_files, size, workers, rounds = (64, 256 * 1024, 16, 3) if quick else (256, 256 * 1024, 16, 30)
     work = Path(work)
     serve = work / "serve"
     serve.mkdir(parents=True, exist_ok=True)
