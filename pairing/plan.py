@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from imprint.io import sha256_bytes
+from imprint.io import read_parquet, sha256_bytes
 from imprint.pairing.config import PairsConfig, source_kind
+from imprint.parts import finished_parts
+from imprint.storage import Location, Where
 
 PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name"]
 
@@ -26,7 +26,7 @@ class PairSpec:
     pair_id: str
     stage: int
     source: str
-    records: str  # the records part both rows come from
+    records: str  # the records part both rows come from (a path or a URI)
     group_id: str
     instance_id: str
     src_row: int
@@ -67,10 +67,10 @@ def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generato
     return [cands[i] for i in picked]
 
 
-def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int) -> Iterator[PairSpec]:
+def plan_part(part: Where, source: str, stage: int, cfg: PairsConfig, cap: int) -> Iterator[PairSpec]:
     """The pairs of one records part (whole groups live in one part)."""
     kind = source_kind(source)
-    table = pq.read_table(part, columns=PLAN_COLUMNS).to_pydict()
+    table = read_parquet(part, PLAN_COLUMNS).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}
     for row, key in enumerate(zip(table["group_id"], table["instance_id"])):
         instances.setdefault(key, []).append(row)
@@ -93,11 +93,12 @@ def in_holdout(source: str, group_id: str, fraction: float) -> bool:
     return fraction > 0 and int(stable_hash("holdout", source, group_id)[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def record_parts(records_dir: Path, source: str) -> list[Path]:
-    return sorted((Path(records_dir) / source).glob("part-*.parquet"))
+def record_parts(records_dir: Where, source: str) -> list[Location]:
+    """The finished records parts of ``source`` (those with a marker: a part being written is not read)."""
+    return finished_parts(Location.of(records_dir) / source)
 
 
-def plan_pairs(records_dir: Path, sources: dict[str, int], stage: int, cfg: PairsConfig,
+def plan_pairs(records_dir: Where, sources: dict[str, int], stage: int, cfg: PairsConfig,
                split: str = "all") -> Iterator[PairSpec]:
     """Every pair of ``stage`` from ``sources`` ({source: pairs per instance}), in a fixed order.
 

@@ -14,6 +14,7 @@ import torch
 from imprint import __version__
 from imprint.errors import ImprintError
 from imprint.shards.loader import LoaderConfig, ManifestError, ShardLoader, prepare_batch, read_manifest
+from imprint.storage import Location, Where
 from imprint.train import checkpoint as ckpt
 from imprint.train.config import TrainConfig
 from imprint.train.models import (COMPOSITOR_TYPE, ImageEncoder, ModelFolderError, latent_factor,
@@ -26,7 +27,7 @@ class TrainError(ImprintError, RuntimeError):
     """Training cannot go on; the message says what to do."""
 
 
-def _check_shards(shards: Path, stage: int) -> dict:
+def _check_shards(shards: Where, stage: int) -> dict:
     try:
         manifest = read_manifest(shards)
     except ManifestError as exc:
@@ -101,8 +102,8 @@ def export(run: Path, cfg: TrainConfig, encoder: ImageEncoder, unet: torch.nn.Mo
     return final
 
 
-def train(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | None = None, resume: str | None = None,
-          val_shards: Path | None = None, log=None) -> dict[str, Any]:
+def train(cfg: TrainConfig, shards: Where, run: Path, *, encoder_path: Path | None = None, resume: str | None = None,
+          val_shards: Where | None = None, log=None) -> dict[str, Any]:
     """Train one stage from ``shards`` into the run folder ``run``; returns a summary."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
@@ -111,7 +112,7 @@ def train(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | Non
     from imprint.train.validate import load_examples, render_validation, save_grid
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    shards, run = Path(shards), Path(run)
+    shards, run = Location.of(shards), Path(run)  # shards: a path or a URI; the run folder: a filesystem
     _check_shards(shards, cfg.stage)
     resume_from = ckpt.resolve_resume(run, resume) if resume else None
     set_seed(cfg.seed)
