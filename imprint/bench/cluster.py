@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from imprint.bench.common import peak_rss_mib
 
 
 def _load() -> list[float]:
@@ -115,28 +114,63 @@ def _scaling(root: Path, records: Path, small: Path, work: Path, repeats: int) -
 
 
 def drive(root: str, out: str, limit: str) -> None:
-    """Child process: ingest the first ``limit`` videos of ``root`` (one per part) on a private Ray of 2 CPUs."""
+    """Child process: ingest the first ``limit`` videos of ``root`` (one per part) on a private Ray of 2 CPUs;
+    prints JSON: the driver's RSS once Ray has started, and its peak RSS while the job runs (sampled every
+    20 ms) and overall (``ru_maxrss``), in MiB."""
+    import json
+    import resource
+    import threading
+
+    import psutil
+
     from imprint.executor import RayExecutor
     from imprint.ingest.config import IngestConfig
     from imprint.ingest.job import run_ingest
 
+    me = psutil.Process()
     with RayExecutor(workers=2, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp")) as ex:
+        started = me.memory_info().rss
+        peak, done = [started], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                peak[0] = max(peak[0], me.memory_info().rss)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         run_ingest("ytvos", Path(root), Path(out), IngestConfig(groups_per_part=1), ex, limit=int(limit))
+        done.set()
+        sampler.join()
+        peak[0] = max(peak[0], me.memory_info().rss)
+    print(json.dumps({"rss_after_ray_start_mib": started / 2**20, "peak_during_job_mib": peak[0] / 2**20,
+                      "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def _driver_memory(work: Path, n: int) -> dict[str, Any]:
+    import json
+
     from imprint.ingest.sample import generate_ytvos
 
     root = generate_ytvos(work / "many", seed=1, n_videos=4 * n, n_frames=3, size=(320, 180))
-    peaks = {}
+    seen: dict[int, dict[str, float]] = {}
     for parts in (n, 4 * n):
         with tempfile.TemporaryDirectory(dir=work) as out:
-            peaks[parts] = peak_rss_mib("imprint.bench.cluster", "drive", str(root), out, str(parts))
-    growth = peaks[4 * n] / peaks[n] - 1.0
-    return {"parts_n": n, "peak_rss_mib_n": round(peaks[n], 1), "parts_4n": 4 * n,
-            "peak_rss_mib_4n": round(peaks[4 * n], 1), "growth": round(growth, 3),
-            "how": "peak RSS of the driver process alone (ru_maxrss of a child that starts a private Ray of 2 "
-                   "CPUs and ingests one video per part); Ray's own processes are not counted"}
+            code = "import sys; from imprint.bench.cluster import drive; drive(*sys.argv[1:])"
+            res = subprocess.run([sys.executable, "-c", code, str(root), out, str(parts)], check=True,
+                                 capture_output=True, text=True)
+            seen[parts] = json.loads(res.stdout.strip().splitlines()[-1])
+    a, b = seen[n], seen[4 * n]
+    growth = b["peak_during_job_mib"] / a["peak_during_job_mib"] - 1.0
+    job_n = a["peak_during_job_mib"] - a["rss_after_ray_start_mib"]
+    job_4n = b["peak_during_job_mib"] - b["rss_after_ray_start_mib"]
+    return {"parts_n": n, "parts_4n": 4 * n,
+            "peak_rss_mib_n": round(a["peak_during_job_mib"], 1), "peak_rss_mib_4n": round(b["peak_during_job_mib"], 1),
+            "growth": round(growth, 3),
+            "job_adds_mib_n": round(job_n, 1), "job_adds_mib_4n": round(job_4n, 1),
+            "ru_maxrss_mib_n": round(a["ru_maxrss_mib"], 1), "ru_maxrss_mib_4n": round(b["ru_maxrss_mib"], 1),
+            "how": "the driver process alone (a child that starts a private Ray of 2 CPUs and ingests one video per "
+                   "part): its RSS once Ray has started, then its peak while the job runs (sampled every 20 ms); "
+                   "Ray's own processes are not counted"}
 
 
 # --- object storage ----------------------------------------------------------------------------------------
@@ -253,6 +287,70 @@ def _storage(records: Path, work: Path, repeats: int, mib: int) -> dict[str, Any
     }
 
 
+# --- per-core rates by CPU time ------------------------------------------------------------------------------
+
+
+def _cpu(fn: Callable[[], int], repeats: int) -> dict[str, float]:
+    """Items per CPU-second and per wall-second of ``fn`` (returns its item count) in this process, medians."""
+    per_cpu, per_wall = [], []
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        n = fn()
+        per_cpu.append(n / (time.process_time() - c0))
+        per_wall.append(n / (time.perf_counter() - w0))
+    return {"items": n, "per_cpu_second": round(statistics.median(per_cpu), 2),
+            "per_wall_second": round(statistics.median(per_wall), 2)}
+
+
+def _cpu_rates(root: Path, work: Path, repeats: int, objects: int) -> dict[str, Any]:
+    """What one core does per second, by the CPU time of this process (all its threads): on a shared machine
+    wall-clock rates fall with the load, CPU-time rates much less. One thread each (OpenCV, torch, llvmpipe)."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from imprint.executor import LocalExecutor
+    from imprint.ingest.config import IngestConfig
+    from imprint.ingest.job import run_ingest
+    from imprint.ingest.render import RenderConfig, demo_object, render_views
+    from imprint.pairing.config import PairsConfig
+    from imprint.pairing.job import run_pairs
+    from imprint.shards.loader import LoaderConfig, ShardStream
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    counter = iter(range(10**6))
+
+    def ingest() -> int:
+        return int(run_ingest("ytvos", root, work / f"rate-i{next(counter)}", IngestConfig(groups_per_part=2),
+                              LocalExecutor())["frames"])
+
+    def pairs() -> int:
+        out = work / f"rate-p{next(counter)}"
+        return int(run_pairs(work / "data" / "records", out, 2, {"ytvos": 4}, PairsConfig(shard_rows=64),
+                             LocalExecutor())["kept"])
+
+    ingest(), pairs()  # imports and caches
+    rates = {"ingest_frames": _cpu(ingest, repeats), "pairs_512px": _cpu(pairs, repeats)}
+    shards = work / f"rate-p{next(counter) - 1}"
+    stream = ShardStream(shards, LoaderConfig(object_size=224, target_size=512, shuffle_buffer=16))
+    rates["loader_samples"] = _cpu(lambda: sum(1 for _ in stream), repeats)
+    glb = work / "rate-sphere.glb"
+    demo_object("sphere").export(str(glb))
+    rcfg = RenderConfig(views=12, size=256, gl_threads=1)
+    render_views(glb, rcfg, np.random.default_rng(0))  # context, shaders
+
+    def render() -> int:
+        return sum(len(render_views(glb, rcfg, np.random.default_rng(i))) for i in range(objects))
+
+    rates["render_views_256px"] = _cpu(render, repeats)
+    return {**rates, "how": "items / CPU-seconds of this process (time.process_time), one thread each; ingest: "
+                            "720p YouTube-VOS layout; pairs: stage 2 at 512 px (object 224 px) from 720p; loader: "
+                            "ShardStream decoding object 224 px + target and mask 512 px; render: a 1.3k-face "
+                            "textured sphere, 12 views at 256 px (real Objaverse objects are heavier)",
+            "load_average": _load()}
+
+
 def measure(work: Path, quick: bool) -> dict[str, Any]:
     from imprint.executor import LocalExecutor
     from imprint.ingest.config import IngestConfig
@@ -268,9 +366,10 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     scaling = _scaling(root, records, small, work, repeats)
     memory = _driver_memory(work, 4 if quick else 16)
     storage = _storage(records, work, 1 if quick else 3, 16 if quick else 64)
+    rates = _cpu_rates(root, work, 1 if quick else 3, 2 if quick else 10)
     return {
         "machine_load_note": "the machine is shared with other sessions: see each section's load averages",
-        "scaling": scaling, "driver_memory": memory, "object_storage": storage,
+        "scaling": scaling, "driver_memory": memory, "object_storage": storage, "cpu_rates": rates,
         "targets": {"scaling_efficiency": ">= 0.8", "driver_memory_growth_n_to_4n": "<= 0.20"},
         "meets_target": {"scaling_efficiency_pairs": scaling["pairs"]["efficiency"] >= 0.8,
                          "driver_memory": memory["growth"] <= 0.20},
