@@ -119,5 +119,5 @@ def compositor(tmp_path_factory: pytest.TempPathFactory, sample_shards: Path) ->
 
     run = tmp_path_factory.mktemp("run2")
     cfg = load_config(TrainConfig, resolve_config_path("stage2-tiny"), ["max_steps=1", "log_with=none"])
-    train(cfg, sample_shards / "stage2", run, log=lambda _m: None)
+    train(cfg, sample_shards / "stage2", run, from_dinov2=True)
     return run / "final"
