@@ -256,6 +256,17 @@ def test_loader_eval_preview_and_dry_run_read_the_uri(built, s3_server) -> None:
         read_shard_rows(local / "shards" / "stage1", 3, ["pair_id"])
 
 
+@pytest.mark.slow
+def test_train_reads_its_shards_from_the_uri(built, tmp_path: Path) -> None:
+    uri = built["uri"]
+    assert main(["train", "--stage", "1", "--config", "stage1-tiny", "--shards", f"{uri}/shards/stage1",
+                 "--out", str(tmp_path / "run"), "max_steps=2", "log_with=none", "batch_size=4",
+                 "checkpoint_every=1000", "validate_every=1000"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2
+    assert (tmp_path / "run" / "validation").is_dir()  # its validation examples were read from the URI too
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
