@@ -1,11 +1,13 @@
 """Cluster benchmark: scaling from 1 to 2 workers, the driver's memory as parts grow, object storage vs disk.
 
-- **Scaling.** A 720p YouTube-VOS-layout ingest job of 8+ parts on one private Ray of 2 CPUs, run with one
-  task at a time (each task asks for both CPUs) and with two (one CPU each), alternated and repeated: the
-  efficiency is ``T1 / (2 * T2)`` per repeat, the median reported. Ray is started and its workers warmed
-  (every module imported) before any timing, so the times are the job's, not Ray's start-up.
+- **Scaling.** A pairs job (512 px shards from 720p frames) and an ingest job, 8+ parts each, on a private
+  Ray of 1 and of 2 workers, alternated and repeated: the efficiency is ``T1 / (2 * T2)`` per repeat, the
+  median reported. Ray is started and its workers warmed (every module imported) before the clock starts,
+  so the times are the job's, not Ray's start-up. The CPU seconds of all the run's processes say what the
+  second worker costs in work, which the machine's load does not change.
 - **Driver memory.** Peak RSS of the driver process alone (a child that starts its own Ray) for an ingest job
   of N and of 4N parts: only small markers come back to the driver, so it should stay flat.
+- **Per-core rates** of ingest, pairs, the loader and rendering, by the CPU time they use.
 - **Object storage.** The same pairs job (512 px shards) written to a local S3-compatible server (moto's,
   a child process on 127.0.0.1) and to the local disk, alternated and repeated; then reading those shards
   back with the loader, and raw upload/download throughput. moto is a Python server on this machine: it
@@ -49,29 +51,55 @@ def _median(xs: list[float]) -> float:
 # --- scaling -----------------------------------------------------------------------------------------------
 
 
+def _tree_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) so far of this process and every process under it (Ray's included)."""
+    import psutil
+
+    me = psutil.Process()
+    out = {}
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            out[proc.pid] = t.user + t.system
+    return out
+
+
+def _cpu_since(before: dict[int, float]) -> float:
+    return sum(t - before.get(pid, 0.0) for pid, t in _tree_cpu().items())
+
+
 def _scale(job: Callable[[Any, Path], Any], warm: Callable[[Any, Path], Any], work: Path, repeats: int,
            name: str) -> dict[str, Any]:
-    """Median times of ``job(executor, out)`` with 1 and 2 workers of one private Ray, alternated."""
-    from imprint.executor import RayExecutor, Resources
+    """``job(executor, out)`` on a private Ray of 1 and of 2 workers (``--workers 1`` / ``--workers 2``), the
+    order alternated per repeat: wall seconds (Ray started and its workers warmed before the clock starts)
+    and the CPU seconds every process of the run used meanwhile."""
+    from imprint.executor import RayExecutor
 
     load_before = _load()
-    with RayExecutor(workers=2) as two:
-        one = two.with_resources(Resources(cpus=2.0))  # one task at a time on the same Ray
-        for ex in (two, one):  # every worker process imports the stage before timing
-            warm(ex, work / f"warm-{name}")
-            shutil.rmtree(work / f"warm-{name}", ignore_errors=True)
-        t1s: list[float] = []
-        t2s: list[float] = []
-        for r in range(repeats):
-            for ex, times in ((one, t1s), (two, t2s)) if r % 2 == 0 else ((two, t2s), (one, t1s)):
-                out = work / f"scale-{name}-{len(times)}-{'one' if ex is one else 'two'}"
-                times.append(_timed(lambda: job(ex, out)))
-                shutil.rmtree(out, ignore_errors=True)
-    effs = [a / (2 * b) for a, b in zip(t1s, t2s)]
-    return {"repeats": repeats, "seconds_1_worker": [round(t, 3) for t in t1s],
-            "seconds_2_workers": [round(t, 3) for t in t2s],
-            "median_seconds_1_worker": _median(t1s), "median_seconds_2_workers": _median(t2s),
+    wall: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(repeats):
+        for workers in (1, 2) if r % 2 == 0 else (2, 1):
+            temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+            try:
+                with RayExecutor(workers=workers, temp_dir=temp) as ex:
+                    warm(ex, work / f"warm-{name}")  # every worker process imports the stage
+                    out = work / f"scale-{name}-{r}-{workers}"
+                    before = _tree_cpu()
+                    wall[workers].append(_timed(lambda: job(ex, out)))
+                    cpu[workers].append(_cpu_since(before))
+            finally:
+                shutil.rmtree(temp, ignore_errors=True)
+                shutil.rmtree(work / f"warm-{name}", ignore_errors=True)
+                shutil.rmtree(work / f"scale-{name}-{r}-{workers}", ignore_errors=True)
+    effs = [a / (2 * b) for a, b in zip(wall[1], wall[2])]
+    cpu_ratio = [b / a for a, b in zip(cpu[1], cpu[2])]
+    return {"repeats": repeats, "seconds_1_worker": [round(t, 3) for t in wall[1]],
+            "seconds_2_workers": [round(t, 3) for t in wall[2]],
+            "median_seconds_1_worker": _median(wall[1]), "median_seconds_2_workers": _median(wall[2]),
             "efficiency_per_repeat": [round(e, 3) for e in effs], "efficiency": _median(effs),
+            "cpu_seconds_1_worker": [round(t, 3) for t in cpu[1]], "cpu_seconds_2_workers": [round(t, 3) for t in cpu[2]],
+            "cpu_2_over_1": _median(cpu_ratio),
             "load_average_before_after": [load_before, _load()]}
 
 
@@ -82,8 +110,8 @@ def _scaling(root: Path, records: Path, small: Path, work: Path, repeats: int) -
     from imprint.pairing.config import PairsConfig
     from imprint.pairing.job import run_pairs
 
-    pcfg, sources = PairsConfig(shard_rows=8), {"ytvos": 4}
-    warm_cfg = PairsConfig(shard_rows=2)  # several small parts: both worker processes import the stage
+    pcfg, sources = PairsConfig(shard_rows=16), {"ytvos": 8}
+    warm_cfg = PairsConfig(shard_rows=2)  # several small parts: every worker process imports the stage
     pairs = _scale(lambda ex, out: run_pairs(records, out, 2, sources, pcfg, ex),
                    lambda ex, out: run_pairs(small, out, 2, sources, warm_cfg, ex), work, repeats, "pairs")
     shards = 0
@@ -104,9 +132,11 @@ def _scaling(root: Path, records: Path, small: Path, work: Path, repeats: int) -
         "ingest": {"job": "ingest, YouTube-VOS layout at 1280x720", "parts": -(-len(plan.groups) // 2),
                    "frames": frames, **ingest,
                    "frames_per_s_2_workers": round(frames / ingest["median_seconds_2_workers"], 2)},
-        "how": "one private Ray (2 CPUs), started and warmed (a small job on each shape) before timing; 1 worker "
-               "= each task asks for 2 CPUs, 2 workers = 1 CPU each; alternated per repeat; efficiency = "
-               "T1 / (2 T2), median over repeats; the driver's planning and report are inside the times",
+        "how": "a private Ray of 1 and of 2 workers (--workers 1 / 2), started and warmed (a small job of "
+               "several parts) before the clock starts, the order alternated per repeat; efficiency = T1 / (2 T2) "
+               "per repeat, median reported; the driver's planning and report are inside the times. cpu_2_over_1: "
+               "CPU seconds of every process of the run (driver, Ray, workers) with 2 workers over 1: the work "
+               "parallelism adds, whatever the machine's load",
     }
 
 
@@ -357,7 +387,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     from imprint.ingest.job import run_ingest
     from imprint.ingest.sample import generate_ytvos
 
-    n_videos, n_frames, repeats = (8, 4, 1) if quick else (16, 10, 5)
+    n_videos, n_frames, repeats = (8, 4, 1) if quick else (16, 20, 5)
     root = generate_ytvos(work / "ytvos720", seed=0, n_videos=n_videos, n_frames=n_frames, size=(1280, 720))
     cfg = IngestConfig(groups_per_part=2)
     run_ingest("ytvos", root, work / "data", cfg, LocalExecutor())
