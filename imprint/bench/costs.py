@@ -11,6 +11,7 @@ an estimate, marked so, with how it was made.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -122,11 +123,16 @@ def cost_table(low: dict[str, float], high: dict[str, float], efficiency: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    results = Path(args[0] if args else "bench/results")
+    """``python -m imprint.bench.costs [RESULTS] [--efficiency E]``: E replaces the scaling efficiency of
+    ``RESULTS/cluster.json`` (e.g. the median over several runs of ``imprint bench cluster``)."""
+    parser = argparse.ArgumentParser(prog="python -m imprint.bench.costs", description=__doc__.split("\n")[0])
+    parser.add_argument("results", nargs="?", type=Path, default=Path("bench/results"))
+    parser.add_argument("--efficiency", type=float, default=None)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    results = args.results
     by_cpu, by_wall = rates(results)
     cluster = _read(results, "cluster")
-    efficiency = float(cluster["scaling"]["pairs"]["efficiency"])
+    efficiency = args.efficiency or float(cluster["scaling"]["pairs"]["efficiency"])
     bytes_per_pair = float(cluster["object_storage"]["shard_bytes_per_pair"])
     print("\n".join([*rates_table(by_cpu, by_wall), "",
                       f"efficiency {efficiency}, {bytes_per_pair:.0f} bytes per pair, "
