@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-RECORDS_SCHEMA_VERSION = "records/2"
+RECORDS_SCHEMA_VERSION = "records/3"
 
 RECORDS_SCHEMA = pa.schema(
     [
@@ -30,6 +30,13 @@ RECORDS_SCHEMA = pa.schema(
         pa.field("category", pa.string(), nullable=True),
         pa.field("licence", pa.string(), nullable=False),
         pa.field("attribution", pa.string(), nullable=True),
+        # quality scores (imprint.quality.scores), computed once here and read by the filters of `imprint pairs`
+        pa.field("sharpness", pa.float32(), nullable=False),
+        pa.field("mask_components", pa.int32(), nullable=False),
+        pa.field("mask_largest_share", pa.float32(), nullable=False),
+        pa.field("mask_solidity", pa.float32(), nullable=False),
+        pa.field("mask_fill", pa.float32(), nullable=False),
+        pa.field("appearance_hash", pa.binary(32), nullable=False),
     ],
     metadata={
         b"imprint.schema": RECORDS_SCHEMA_VERSION.encode(),
@@ -37,6 +44,8 @@ RECORDS_SCHEMA = pa.schema(
         b"bbox": b"[x0, y0, x1, y1) in pixels",
         b"licence": b"the item's licence (the source's, or the item's own where it has one)",
         b"attribution": b"who to credit for the item, and where it comes from",
+        b"sharpness": b"1 - blur effect of the object's edges, box at <= 128 px (0 blurry .. 1 sharp)",
+        b"appearance_hash": b"256-bit difference hash of the object's box (near-duplicate detection)",
     },
 )
 
@@ -60,6 +69,12 @@ class ObjectRecord:
     category: str | None = None
     licence: str = ""
     attribution: str | None = None
+    sharpness: float = 0.0
+    mask_components: int = 0
+    mask_largest_share: float = 0.0
+    mask_solidity: float = 0.0
+    mask_fill: float = 0.0
+    appearance_hash: bytes = bytes(32)
 
 
 def records_to_table(records: list[ObjectRecord]) -> pa.Table:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from imprint.errors import ImprintError
 from imprint.ingest.config import IngestConfig
 from imprint.masks import encode_packed_png, pack_mask, packed_bbox
 from imprint.media import probe_image
+from imprint.quality.scores import RecordScores, read_grey, reduction_for, record_scores
 from imprint.records import ObjectRecord, frame_sort_key
 from imprint.stats import Drop, Stats
 
@@ -149,7 +150,7 @@ def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_
     found = source.instances(frame, (w, h), cfg)
     expected = frame.expected if frame.expected is not None else tuple(
         (iid, cat) for iid, (_, cat) in sorted(found.items(), key=lambda kv: frame_sort_key(kv[0])))
-    out: list[ObjectRecord] = []
+    kept = []
     for instance_id, category in expected:
         mask, found_category = found.get(instance_id, (None, None))
         category = category or found_category
@@ -164,14 +165,28 @@ def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_
         if reason is not None:
             stats.drop(reason)
             continue
-        out.append(ObjectRecord(
-            source=name, group_id=group.group_id, instance_id=instance_id,
-            frame_index=frame_index, frame_name=frame.name, image_uri=frame.image,
-            annotation_uri=frame.annotation, width=w, height=h,
-            mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
-            area_frac=area / float(w * h), category=category,
-            licence=group.licence or "", attribution=group.attribution))
-    return out
+        kept.append((instance_id, category, mask, packed, bbox, area))
+    scores = _quality_scores(frame, [(k[2], k[4]) for k in kept])
+    return [ObjectRecord(
+        source=name, group_id=group.group_id, instance_id=instance_id,
+        frame_index=frame_index, frame_name=frame.name, image_uri=frame.image,
+        annotation_uri=frame.annotation, width=w, height=h,
+        mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
+        area_frac=area / float(w * h), category=category,
+        licence=group.licence or "", attribution=group.attribution, **asdict(score))
+        for (instance_id, category, mask, packed, bbox, area), score in zip(kept, scores)]
+
+
+def _quality_scores(frame: Frame, objects: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[RecordScores]:
+    """The quality scores of a frame's objects ((mask, box) each), from one greyscale decode of the frame at
+    the largest reduction that leaves the smallest box at least ``WORK_SIDE`` pixels (imprint.quality.scores)."""
+    if not objects:
+        return []
+    reduction = reduction_for(min(max(b[2] - b[0], b[3] - b[1]) for _, b in objects))
+    grey = read_grey(frame.image, reduction)
+    if grey is None:
+        raise Drop("corrupt_image", f"{frame.image} cannot be decoded")
+    return [record_scores(grey, reduction, mask, box) for mask, box in objects]
 
 
 def _keep_multi_frame(candidates: list[ObjectRecord], cfg: IngestConfig, stats: Stats) -> list[ObjectRecord]:

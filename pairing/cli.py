@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from imprint.errors import UsageError
 from imprint.executor import add_executor_arguments
@@ -16,8 +17,9 @@ DESCRIPTION = (
     "Build IMPRINT's training pairs from DATA/records into OUT/stage1/ and OUT/stage2/ (part-NNNNN.parquet, "
     "manifest.json, README.md dataset card, report.json). Stage 1: two views of one instance with "
     "1 <= |i - j| <= window, backgrounds removed. Stage 2: an object cut from one frame (or the image itself) "
-    "and augmented P(T(.)), the target the other frame. Same records, config and seed give byte-identical "
-    "shards; rerunning resumes.")
+    "and augmented P(T(.)), the target the other frame. Quality filters (--filters) remove blurry records, "
+    "fragmented masks, near-duplicates, identity mismatches and static pairs, each counted in report.json and "
+    "listed in OUT/stageN/excluded/. Same records, config and seed give byte-identical shards; rerunning resumes.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=None, help="target resolution in pixels (default 512)")
     p.add_argument("--holdout", type=float, default=None,
                    help="fraction of groups held out (by hash) into OUT/stageN-holdout/ for validation and eval")
+    p.add_argument("--filters", default=None, metavar="none|default|FILE",
+                   help="the quality filters: none (keep every pair; the scores are still measured), default (the "
+                        "measured defaults), or a YAML file of thresholds (keys of FiltersConfig, e.g. "
+                        "min_sharpness: 0.4). Default: the recipe's pairs.filters, else default")
     p.add_argument("--config", type=Path, default=None, help="YAML file of pair settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set pairs_per_instance=8 --set affine.rotate=[-10,10]")
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     flags = [f"{k}={v}" for k, v in (("window", args.window), ("seed", args.seed),
                                      ("resolution", args.resolution), ("holdout", args.holdout)) if v is not None]
     recipe = load_recipe(args.recipe) if args.recipe else None
-    cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=recipe.pairs if recipe else None)
+    base = filters_choice(dict(recipe.pairs) if recipe else {}, args.filters)
+    cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=base)
     present = [d.name for d in args.records.dirs()]
     try:
         if recipe is not None:
@@ -86,6 +93,27 @@ def run(args: argparse.Namespace) -> int:
                     log.error("imprint pairs stage %d (%s): %s", stage, split, exc)
                     status = 1
     return status
+
+
+def filters_choice(base: dict[str, Any], choice: str | None) -> dict[str, Any]:
+    """The pair settings ``base`` with ``--filters`` applied: ``none`` turns every filter off, ``default`` drops
+    the recipe's filter settings, a FILE replaces them with its own (over the defaults)."""
+    from imprint.config import ConfigError, load_yaml
+
+    if choice is None:
+        return base
+    out = {k: v for k, v in base.items() if k != "filters"}
+    if choice == "none":
+        out["filters"] = {"enabled": []}
+    elif choice != "default":
+        path = Path(choice)
+        if not path.is_file():
+            raise UsageError(f"--filters takes none, default or a YAML file of thresholds; {choice} is not a file")
+        loaded = load_yaml(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--filters {choice} must hold a mapping of filter settings (e.g. min_sharpness: 0.4)")
+        out["filters"] = loaded
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from imprint.augment.affine import AffineConfig
 from imprint.augment.color import ColorConfig
 from imprint.ingest.sources import get_source
+from imprint.quality.filters import FiltersConfig
 
 IMAGE_FORMATS = ("jpeg", "png")
 
@@ -37,6 +38,7 @@ class PairsConfig:
     frame (or from the target itself for image sources), augmented ``P(T(.))``; the target is
     the other frame cropped square around the target box (side = box side x ``target_context``)
     and resized to ``resolution``. ``pairs_per_instance`` caps the pairs drawn per instance.
+    ``filters``: the quality filters and their thresholds (``imprint pairs --filters none|default|FILE``).
     """
 
     window: int = 7
@@ -60,6 +62,7 @@ class PairsConfig:
     holdout: float = 0.0  # fraction of groups (by hash of source and group) written to stageN-holdout/
     affine: AffineConfig = field(default_factory=AffineConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
 
     def __post_init__(self) -> None:
         if self.window < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from imprint.io import read_parquet, sha256_bytes
 from imprint.pairing.config import PairsConfig, source_kind
 from imprint.parts import finished_parts
 from imprint.storage import Location, Where
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imprint.pairing.quality import RecordGate
 
 PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name"]
 
@@ -67,15 +71,25 @@ def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generato
     return [cands[i] for i in picked]
 
 
-def plan_part(part: Where, source: str, stage: int, cfg: PairsConfig, cap: int) -> Iterator[PairSpec]:
-    """The pairs of one records part (whole groups live in one part)."""
+def plan_part(part: Where, source: str, stage: int, cfg: PairsConfig, cap: int, split: str = "all",
+              gate: RecordGate | None = None) -> Iterator[PairSpec]:
+    """The pairs of one records part (whole groups live in one part), of the groups in ``split``.
+
+    ``gate``: the record filters; a record they remove makes no pair (they see each instance's records in
+    frame order, before any pair is drawn).
+    """
     kind = source_kind(source)
-    table = read_parquet(part, PLAN_COLUMNS).to_pydict()
+    columns = PLAN_COLUMNS + (gate.columns(part) if gate is not None else [])
+    table = read_parquet(part, columns).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}
     for row, key in enumerate(zip(table["group_id"], table["instance_id"])):
         instances.setdefault(key, []).append(row)
     for (group, instance), rows in instances.items():
+        if not in_split(source, group, cfg.holdout, split):
+            continue
         rows.sort(key=lambda r: table["frame_index"][r])
+        if gate is not None:
+            rows = gate.instance(source, part, table, rows)
         frames = [table["frame_index"][r] for r in rows]
         cands = candidate_pairs(frames, kind, stage, cfg)
         rng = instance_rng(cfg.seed, stage, source, group, instance)
@@ -93,21 +107,25 @@ def in_holdout(source: str, group_id: str, fraction: float) -> bool:
     return fraction > 0 and int(stable_hash("holdout", source, group_id)[:8], 16) / 0xFFFFFFFF < fraction
 
 
+def in_split(source: str, group_id: str, fraction: float, split: str) -> bool:
+    """Whether the group belongs to ``split`` (``all``, ``train`` or ``holdout``)."""
+    return split == "all" or in_holdout(source, group_id, fraction) == (split == "holdout")
+
+
 def record_parts(records_dir: Where, source: str) -> list[Location]:
     """The finished records parts of ``source`` (those with a marker: a part being written is not read)."""
     return finished_parts(Location.of(records_dir) / source)
 
 
 def plan_pairs(records_dir: Where, sources: dict[str, int], stage: int, cfg: PairsConfig,
-               split: str = "all") -> Iterator[PairSpec]:
+               split: str = "all", gate: RecordGate | None = None) -> Iterator[PairSpec]:
     """Every pair of ``stage`` from ``sources`` ({source: pairs per instance}), in a fixed order.
 
-    ``split``: ``all``, or ``train`` / ``holdout`` by :func:`in_holdout` with ``cfg.holdout``.
+    ``split``: ``all``, or ``train`` / ``holdout`` by :func:`in_holdout` with ``cfg.holdout``. ``gate``: the
+    record filters (:func:`plan_part`).
     """
     if split not in ("all", "train", "holdout"):
         raise ValueError(f"split must be all, train or holdout, got {split!r}")
     for source in sorted(sources):
         for part in record_parts(records_dir, source):
-            for spec in plan_part(part, source, stage, cfg, sources[source]):
-                if split == "all" or in_holdout(source, spec.group_id, cfg.holdout) == (split == "holdout"):
-                    yield spec
+            yield from plan_part(part, source, stage, cfg, sources[source], split, gate)

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from imprint.io import read_parquet, write_parquet_atomic
+from imprint.quality.summary import card_lines
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
 from imprint.storage import Location, Where
 
@@ -96,7 +97,8 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
     lines += [f"| **total** | **{manifest['rows']}** | |", "",
               f"{len(manifest['shards'])} shard(s). Pairs planned {report['seen']}, built {report['kept']}, "
               f"dropped {sum(report['dropped'].values())} ({dropped}).",
-              "", "## Licences", "", "| licence | pairs |", "|---|---|",
+              "", *card_lines(report.get("quality"), report["dropped"]),
+              "## Licences", "", "| licence | pairs |", "|---|---|",
               *(f"| {lic} | {n} |" for lic, n in manifest.get("licences", {}).items()), "",
               f"Every pair carries its item's `licence` and `attribution`; [`{ATTRIBUTION}`]({ATTRIBUTION}) lists "
               "every credit (each Objaverse object, each Pixabay image, each dataset), so a release can credit them.",
@@ -115,7 +117,9 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
               "| `aug` | struct | affine T and colour P parameters (null in stage 1), crop windows, fill |",
               "| `seed` | int64 | the run seed |", "| `category` | string | class name where known |",
               "| `licence` | string | the licence of the item the pair comes from |",
-              "| `attribution` | string | who to credit for that item, and where it comes from |", "",
+              "| `attribution` | string | who to credit for that item, and where it comes from |",
+              "| `quality` | struct | the pair's `identity` and `change` (on its un-augmented crops) and both "
+              "records' `sharpness`, `mask_components`, `mask_largest_share` |", "",
               "## Load", "", "```python", "import datasets",
               "ds = datasets.load_dataset(\"parquet\", data_files=\"part-*.parquet\", split=\"train\")",
               "ds[0][\"object\"]  # a PIL image", "", "import glob, pyarrow.parquet as pq",

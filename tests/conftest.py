@@ -102,9 +102,11 @@ def sample_shards(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -
     from imprint.executor import LocalExecutor
     from imprint.pairing.config import PairsConfig
     from imprint.pairing.job import run_pairs
+    from imprint.quality.filters import NO_FILTERS
 
     out = tmp_path_factory.mktemp("shards")
-    cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=16, row_group_rows=8, pairs_per_instance=3)
+    cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=16, row_group_rows=8, pairs_per_instance=3,
+                      filters=NO_FILTERS)  # every pair the sample makes (tests/test_quality_* filter)
     run_pairs(sample_data / "records", out / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor())
     run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor())
     return out

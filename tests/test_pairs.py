@@ -21,9 +21,11 @@ from imprint.masks import decode_mask_png, mask_bbox
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.job import PairsError, run_pairs
 from imprint.pairing.plan import candidate_pairs
+from imprint.quality.filters import NO_FILTERS, FiltersConfig
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
 
-SMALL = dict(resolution=128, object_resolution=64, shard_rows=16, row_group_rows=4)
+# the pairing rules, without the quality filters (tests/test_quality_pairs.py tests those)
+SMALL = dict(resolution=128, object_resolution=64, shard_rows=16, row_group_rows=4, filters=NO_FILTERS)
 
 
 def build(data, out, stage, sources, executor=None, **cfg):
@@ -144,7 +146,7 @@ def test_shards_have_the_schema_manifest_and_card(sample_data, tmp_path):
     out = tmp_path / "s2"
     build(sample_data, out, 2, {"ytvos": 2, "vipseg": 2})
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["schema"] == SHARDS_SCHEMA_VERSION == "shards/2" and manifest["stage"] == 2
+    assert manifest["schema"] == SHARDS_SCHEMA_VERSION == "shards/3" and manifest["stage"] == 2
     assert manifest["rows"] == sum(s["rows"] for s in manifest["shards"]) == len(rows_of(out))
     assert set(manifest["sources"]) == {"ytvos", "vipseg"}
     for shard in manifest["shards"]:
@@ -252,7 +254,8 @@ def test_holdout_splits_by_group_and_never_shares_one(sample_data, tmp_path):
     train_groups = {(r["source"], r["group_id"]) for r in train_rows}
     held_groups = {(r["source"], r["group_id"]) for r in held}
     assert not train_groups & held_groups
-    every = tmp_path / "all"
-    build(sample_data, every, 2, {"ytvos": 16, "vipseg": 16, "ppr10k": 16}, resolution=64, object_resolution=32)
+    every = tmp_path / "all"  # the quality filters (on by default) judge each pair alike in any split
+    build(sample_data, every, 2, {"ytvos": 16, "vipseg": 16, "ppr10k": 16}, resolution=64, object_resolution=32,
+          filters=FiltersConfig())
     assert {r["pair_id"] for r in rows_of(every)} == {r["pair_id"] for r in train_rows + held}
     assert json.loads((out / "stage2-holdout" / "manifest.json").read_text())["config"]["split"] == "holdout"

@@ -17,6 +17,8 @@ Targets are reported (``meets_target``), never asserted in tests.
 - ``downloads``: the download layer's ``Fetcher`` against a plain thread-pool httpx fetch;
   segmentation images/s with the tiny random Mask2Former.
 - ``render``: Objaverse views rendered per second per core.
+- ``quality``: what the quality scores and filters cost in pairs and ingest time, DINOv2 identity
+  throughput on the CPU, and the default filters on generated fault sets.
 - ``cluster``: scaling from 1 to 2 Ray workers, the driver's peak memory for N and 4N parts, and writing
   to a local S3-compatible server against the local disk.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from imprint.errors import UsageError
 
-BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render", "cluster")
+BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render", "quality", "cluster")
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,9 @@ overwritten (:class:`FileExistsError`), so a real dataset cannot be replaced by 
 
 The package: ``common`` (seeded randomness, argument checks, file writing), ``textures``
 (photos, noise, backgrounds), ``sprites`` (textured shapes), ``scenes`` (tracks, frames
-and cameras), and one module per layout (``ytvos``, ``vipseg``, ``ppr10k``, ``mvimgnet``).
+and cameras), and one module per layout (``ytvos``, ``vipseg``, ``ppr10k``, ``mvimgnet``); ``faults`` writes
+data faults (blur, speckled masks, identity switches, static shots, duplicated frames) into a YouTube-VOS or
+MVImgNet layout, with their ground truth, for the quality filters' tests and benchmark.
 """
 
 from __future__ import annotations
