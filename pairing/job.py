@@ -185,7 +185,7 @@ def run_pairs(records_dir: Where, out_dir: Where, stage: int, sources: dict[str,
     ran = run_parts(executor, build_shard, todo, f"pairs stage{stage}", "pairs", lambda m: m["rows"], log.info)
     failed = ran.failed
     report, manifest = _finish(out_dir, stage, tasks, cfg, sources, weights, executor.name, ran,
-                               time.perf_counter() - t0, split, gate)
+                               time.perf_counter() - t0, split, gate, records_dir)
     log.info("[pairs stage%d] %d pairs in %d shards; dropped %s; records removed %s; manifest: %s", stage,
              manifest["rows"], len(manifest["shards"]), report["dropped"], gate.stats.to_dict()["dropped"],
              out_dir / "manifest.json")
@@ -208,7 +208,7 @@ def _check_records_schema(records_dir: Location, sources: dict[str, int]) -> Non
 
 def _finish(out_dir: Location, stage: int, tasks: list[ShardTask], cfg: PairsConfig, sources: dict[str, int],
             weights: dict[str, float] | None, executor: str, ran: PartsRun, seconds: float, split: str,
-            gate: RecordGate):
+            gate: RecordGate, records_dir: Location):
     failed = ran.failed
     stats = Stats()
     shards = []
@@ -229,7 +229,9 @@ def _finish(out_dir: Location, stage: int, tasks: list[ShardTask], cfg: PairsCon
             counts[source] = counts.get(source, 0) + n
     resolved = {**config_dict(cfg), "stage": stage, "split": split, "pairs_per_instance_by_source": dict(sorted(sources.items())),
                 "source_weights": dict(sorted((weights or {s: 1.0 for s in sources}).items()))}
-    report = {"stage": stage, "version": __version__, "executor": executor, **stats.to_dict(),
+    report = {"stage": stage, "version": __version__, "executor": executor,
+              "records": str(records_dir.local_path().resolve()) if records_dir.is_local else str(records_dir),
+              **stats.to_dict(),
               "failed_shards": [{"shard": k, "error": v} for k, v in sorted(failed.items())],
               "retried_shards": ran.retried_list("shard"),
               "quality": quality_report(cfg.filters, stage, gate.stats, hist, excluded),

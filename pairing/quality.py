@@ -26,6 +26,7 @@ import numpy as np
 from imprint.geometry import crop_window, remove_background, resize_crop, resize_labels, square_window
 from imprint.pairing.build import FrameCache, encode_image
 from imprint.pairing.plan import PairSpec
+from imprint.quality.excluded import records_key
 from imprint.quality.features import IdentityBackend
 from imprint.quality.filters import (FiltersConfig, PairItem, RecordItem, Removal, first_removal, pair_filters,
                                      record_filters)
@@ -102,7 +103,7 @@ class RecordGate:
                          "instance_id": table["instance_id"][r], "src_frame": table["frame_index"][r],
                          "reason": removal.reason, "score": removal.score, "value": float(removal.value),
                          "threshold": float(removal.threshold), "detail": removal.detail or None,
-                         "records": str(part), "src_row": r, "image_uri": where["image_uri"][k],
+                         "records": records_key(part), "src_row": r, "image_uri": where["image_uri"][k],
                          "bbox": list(where["bbox"][k])})
 
 
@@ -248,7 +249,7 @@ class PairScorer:
                 "instance_id": s.instance_id, "pair_id": s.pair_id, "src_frame": s.src_frame,
                 "tgt_frame": s.tgt_frame, "reason": removal.reason, "score": removal.score,
                 "value": float(removal.value), "threshold": float(removal.threshold),
-                "detail": removal.detail or None, "records": s.records, "src_row": s.src_row, "tgt_row": s.tgt_row,
-                "image_uri": p.src["image_uri"], "tgt_image_uri": p.tgt["image_uri"], "bbox": list(p.src["bbox"]),
-                "tgt_bbox": list(p.tgt["bbox"]), "object": _jpeg(p.views.src, f"{s.pair_id}_object.jpg"),
+                "detail": removal.detail or None, "records": records_key(s.records), "src_row": s.src_row,
+                "tgt_row": s.tgt_row, "image_uri": p.src["image_uri"], "tgt_image_uri": p.tgt["image_uri"],
+                "bbox": list(p.src["bbox"]), "tgt_bbox": list(p.tgt["bbox"]), "object": _jpeg(p.views.src, f"{s.pair_id}_object.jpg"),
                 "target": _jpeg(p.views.tgt, f"{s.pair_id}_target.jpg")}

@@ -93,7 +93,7 @@ def _record_view(row: dict[str, Any], side: int = 160) -> np.ndarray | None:
     from imprint.masks import decode_mask_png
 
     frame = cv2.imread(row["image_uri"], cv2.IMREAD_COLOR)
-    records: Where = row["records"]  # a path or a URI
+    records: Where = row["records"]  # a path or a URI (resolved by excluded_sample)
     if frame is None or not Location.of(records).is_file():
         return None
     mask_png = read_parquet(records, ["mask"]).column("mask")[row["src_row"]].as_py()
@@ -145,12 +145,16 @@ def render_excluded(row: dict[str, Any], data_uri: Any, encode: Any) -> str:
 
 
 def excluded_sample(stage_dirs: list[Location], n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` removed items (fewer if fewer were removed) drawn without replacement across the stages."""
-    from imprint.quality.excluded import read_excluded
+    """``n`` removed items (fewer if fewer were removed) drawn without replacement across the stages; each
+    row's ``records`` is the records part's location (under the records folder its stage's report names)."""
+    from imprint.quality.excluded import read_excluded, records_location
 
     rows: list[dict[str, Any]] = []
     for d in stage_dirs:
-        rows += read_excluded(d).to_pylist()
+        report = d / "report.json"
+        root = read_json(report).get("records") if report.is_file() else None
+        for row in read_excluded(d).to_pylist():
+            rows.append({**row, "records": str(records_location(root, row["records"]))})
     if len(rows) <= n:
         return rows
     picks = np.sort(np.random.default_rng(seed).choice(len(rows), size=n, replace=False))

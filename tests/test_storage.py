@@ -168,8 +168,8 @@ def test_an_unreachable_bucket_fails_on_the_driver_with_what_to_check(s3_server,
 
 @pytest.fixture(scope="module")
 def built(s3_server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The sample recipe ingested and paired twice: into a local DATA and into s3://BUCKET/data, with the
-    same raw folder (so the records' image paths agree)."""
+    """The sample recipe ingested and paired (quality filters on) twice: into a local DATA and into
+    s3://BUCKET/data, with the same raw folder (so the records' image paths agree)."""
     raw = tmp_path_factory.mktemp("raw")
     local = tmp_path_factory.mktemp("local")
     uri = s3_server.bucket("flow") + "/data"
@@ -177,7 +177,7 @@ def built(s3_server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
         assert main(["ingest", "--recipe", str(RECIPE), "--out", out, "--local-data", str(raw),
                      "--executor", "local"]) == 0
         assert main(["pairs", "--recipe", str(RECIPE), "--records", f"{out}/records", "--out", f"{out}/shards",
-                     "--executor", "local"]) == 0
+                     "--executor", "local", "--filters", "default"]) == 0
     return {"local": local, "uri": uri, "raw": raw}
 
 
@@ -187,15 +187,10 @@ def test_ingest_and_pairs_in_a_store_equal_a_local_run(built) -> None:
     parts = sorted(k for k in local if k.endswith(".parquet"))
     assert len(parts) >= 10 and any(k.startswith("records/") for k in parts) and any("shards/" in k for k in parts)
     assert sorted(k for k in remote if k.endswith(".parquet")) == parts
-    same = [k for k in parts if "/excluded/" not in k]
-    assert all(remote[k] == local[k] for k in same)  # records and shards: byte for byte
-    for k in (k for k in parts if "/excluded/" in k):  # the quality filters' tables point at the records part
-        a, b = (pq.read_table(pa.BufferReader(x)).to_pylist() for x in (local[k], remote[k]))
-        for row in a:
-            row["records"] = row["records"].replace(str(built["local"]), "DATA")
-        for row in b:
-            row["records"] = row["records"].replace(built["uri"], "DATA")
-        assert a == b, k
+    assert all(remote[k] == local[k] for k in parts)  # records, shards and excluded/: byte for byte
+    excluded = [k for k in parts if "/excluded/" in k]
+    assert any("/excluded/records-" in k for k in excluded) and any("/excluded/part-" in k for k in excluded)
+    assert sum(pq.read_metadata(pa.BufferReader(local[k])).num_rows for k in excluded) > 0  # the filters removed some
     for key in (k for k in local if "/_parts/" in k):  # every marker, last written, is there
         a, b = json.loads(local[key]), json.loads(remote[key])
         assert (a["fingerprint"], a["rows"]) == (b["fingerprint"], b["rows"])
@@ -203,6 +198,12 @@ def test_ingest_and_pairs_in_a_store_equal_a_local_run(built) -> None:
         a = json.loads(local[f"shards/{stage}/manifest.json"])
         b = json.loads(remote[f"shards/{stage}/manifest.json"])
         assert a["shards"] == b["shards"] and a["rows"] == b["rows"] > 0
+        # the quality summary (filters, thresholds, every score's histogram, removals) and the dataset card
+        a, b = json.loads(local[f"shards/{stage}/report.json"]), json.loads(remote[f"shards/{stage}/report.json"])
+        assert a["quality"] == b["quality"] and a["quality"]["filters"] and a["dropped"] == b["dropped"]
+        assert (a["records"], b["records"]) == (str(built["local"] / "records"), f"{built['uri']}/records")
+        for name in ("README.md", "ATTRIBUTION.md"):
+            assert remote[f"shards/{stage}/{name}"] == local[f"shards/{stage}/{name}"]
     assert not any(k.startswith("raw/") for k in remote)  # raw files stayed on the filesystem
 
 
@@ -263,6 +264,23 @@ def test_loader_eval_preview_and_dry_run_read_the_uri(built, s3_server) -> None:
     assert check_shards(f"{uri}/shards/stage1", 1)["rows"] == read_manifest(local / "shards" / "stage1")["rows"]
     assert read_shard_rows(f"{uri}/shards/stage1", 3, ["pair_id"]) == \
         read_shard_rows(local / "shards" / "stage1", 3, ["pair_id"])
+
+
+@pytest.mark.slow
+def test_preview_of_the_removed_items_reads_the_uri(built, tmp_path: Path) -> None:
+    from imprint.quality.excluded import read_excluded
+    from imprint.shards.verify import shard_dirs
+
+    local, uri = built["local"], built["uri"]
+    pages = {}
+    for name, shards in (("local", str(local / "shards")), ("remote", f"{uri}/shards")):
+        assert main(["preview", shards, "--excluded", "--n", "1000", "--out", str(tmp_path / f"{name}.html")]) == 0
+        pages[name] = (tmp_path / f"{name}.html").read_text().replace(shards, "SHARDS")
+    assert pages["remote"] == pages["local"]
+    kinds = [k for d in shard_dirs(f"{uri}/shards") for k in read_excluded(d).column("kind").to_pylist()]
+    assert pages["remote"].count('class="removed"') == len(kinds) > 0
+    # each removed record is drawn from its records part, found under the URI its stage's report names
+    assert pages["remote"].count('alt="record"') == kinds.count("record") > 0 and "not found" not in pages["remote"]
 
 
 @pytest.mark.slow

@@ -70,6 +70,19 @@ def records_part_path(out_dir: Where, source: str, records_part: Where) -> Locat
     return excluded_dir(out_dir) / f"records-{source}-{Location.of(records_part).stem}.parquet"
 
 
+def records_key(part: Where) -> str:
+    """How a row names the records part it comes from: ``<source>/part-NNNNN.parquet``, relative to the records
+    folder, so ``excluded/`` holds the same bytes wherever DATA lives (a path or a URI). The stage's
+    ``report.json`` says which records folder (``records``); :func:`records_location` joins them."""
+    loc = Location.of(part)
+    return f"{loc.parent.name}/{loc.name}"
+
+
+def records_location(records_dir: Where | None, key: str) -> Location:
+    """The records part a row's ``records`` names, under ``records_dir`` (the stage report's ``records``)."""
+    return Location.of(key) if records_dir is None else Location.of(records_dir) / key
+
+
 def write_excluded(rows: list[dict[str, Any]], path: Where) -> int:
     """Write ``rows`` (dicts with the schema's columns; missing optional ones are null) atomically; their count."""
     Location.of(path).parent.mkdir()
