@@ -350,3 +350,17 @@ def test_ray_workers_write_their_parts_to_the_store(ray_local, s3_server, sample
     assert again["kept"] == report["kept"]
     puts = s3_server.requests(f"{s3_bucket.removeprefix('s3://')}/data/records/ytvos/", "PUT")
     assert [p.key.rsplit("/", 1)[-1] for p in puts] == ["_job.json", "report.json"]
+
+
+@pytest.mark.slow
+def test_eval_takes_its_test_set_from_a_uri(compositor, sample_shards: Path, s3_bucket: str, tmp_path: Path) -> None:
+    """``imprint eval --test s3://...`` scores what the same command scores on the folder."""
+    fs, path = _s3(f"{s3_bucket}/shards/stage2")
+    pafs.copy_files(str(sample_shards / "stage2"), path, destination_filesystem=fs)
+    metrics = {}
+    for name, test in (("local", str(sample_shards / "stage2")), ("remote", f"{s3_bucket}/shards/stage2")):
+        assert main(["eval", "--model", f"ours={compositor}", "--test", test, "--out", str(tmp_path / name),
+                     "--n", "2", "--levels", "0,3", "--steps", "1", "--dino", "tiny", "--clip", "tiny"]) == 0
+        metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())["models"]["ours"]
+    assert metrics["remote"]["n_samples"] == metrics["local"]["n_samples"] == 4
+    assert metrics["remote"]["summary"] == metrics["local"]["summary"]
