@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-RECORDS_SCHEMA_VERSION = "records/3"
+RECORDS_SCHEMA_VERSION = "records/4"
 
 RECORDS_SCHEMA = pa.schema(
     [
@@ -20,6 +20,7 @@ RECORDS_SCHEMA = pa.schema(
         pa.field("instance_id", pa.string(), nullable=False),
         pa.field("frame_index", pa.int32(), nullable=False),
         pa.field("frame_name", pa.string(), nullable=False),
+        pa.field("frame_number", pa.int64(), nullable=False),
         pa.field("image_uri", pa.string(), nullable=False),
         pa.field("annotation_uri", pa.string(), nullable=True),
         pa.field("width", pa.int32(), nullable=False),
@@ -42,6 +43,8 @@ RECORDS_SCHEMA = pa.schema(
         b"imprint.schema": RECORDS_SCHEMA_VERSION.encode(),
         b"mask": b"1-bit PNG of the full frame, 1 = object",
         b"bbox": b"[x0, y0, x1, y1) in pixels",
+        b"frame_number": b"the frame's number in its source's own unit (a video frame at the source's frame rate, "
+                         b"a view of a capture, a photo of a group); frame_index is its position",
         b"licence": b"the item's licence (the source's, or the item's own where it has one)",
         b"attribution": b"who to credit for the item, and where it comes from",
         b"sharpness": b"1 - blur effect of the object's edges, box at <= 128 px (0 blurry .. 1 sharp)",
@@ -59,6 +62,7 @@ class ObjectRecord:
     instance_id: str
     frame_index: int
     frame_name: str
+    frame_number: int
     image_uri: str
     annotation_uri: str | None
     width: int
@@ -85,6 +89,12 @@ def records_to_table(records: list[ObjectRecord]) -> pa.Table:
 
 
 _DIGITS = re.compile(r"\d+")
+
+
+def frame_number_of(name: str) -> int | None:
+    """The number a frame's name carries (its last digit run: ``"00005"`` -> 5, ``"3_1"`` -> 1), or None."""
+    runs = _DIGITS.findall(name)
+    return int(runs[-1]) if runs else None
 
 
 def frame_sort_key(name: str) -> tuple[int, int, str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,9 @@ class PartTask:
         return f"part-{self.index:05d}"
 
     def fingerprint(self) -> str:
-        groups = [(g.group_id, [(f.name, f.image, f.annotation, f.expected) for f in g.frames], g.licence,
+        groups = [(g.group_id, [(f.name, f.number, f.image, f.annotation, f.expected) for f in g.frames], g.licence,
                    g.attribution) for g in self.groups]
-        return fingerprint(self.source, config_dict(self.cfg), groups)
+        return fingerprint(self.source, RECORDS_SCHEMA_VERSION, config_dict(self.cfg), groups)
 
 
 def run_part(task: PartTask) -> dict[str, Any]:
@@ -104,6 +104,7 @@ class IngestPlan:
     groups: list[Group]
     cfg: IngestConfig
     reader: Source
+    read: dict[str, Any] = field(default_factory=dict)  # what the reader read (folders, split lists, variants)
 
 
 def source_config(source: SourceDef, cfg: IngestConfig) -> IngestConfig:
@@ -129,7 +130,7 @@ def plan_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfi
         groups = groups[:limit]
     groups = [replace(g, licence=g.licence or defn.licence, attribution=g.attribution or defn.attribution)
               for g in groups]
-    return IngestPlan(defn, Path(root), root_dir, archive, groups, cfg, reader)
+    return IngestPlan(defn, Path(root), root_dir, archive, groups, cfg, reader, reader.read_notes())
 
 
 def make_tasks(plan: IngestPlan, out_dir: Path) -> list[PartTask]:
@@ -150,12 +151,14 @@ def run_plan(plan: IngestPlan, out: Path, executor: Executor, *, overwrite: bool
     name = plan.source.name
     out_dir = Path(out) / "records" / name
     try:
-        prepare_out_dir(out_dir, {"source": name, "config_fingerprint": fingerprint(config_dict(plan.cfg))},
-                        overwrite)
+        prepare_out_dir(out_dir, {"source": name, "schema": RECORDS_SCHEMA_VERSION,
+                                  "config_fingerprint": fingerprint(config_dict(plan.cfg))}, overwrite)
     except JobConflict as exc:
         raise IngestError(str(exc)) from None
     tasks = make_tasks(plan, out_dir)
     todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
+    if plan.read:
+        log.info("[ingest %s] read %s", name, "; ".join(f"{k}: {v}" for k, v in plan.read.items()))
     log.info("[ingest %s] %d groups in %d parts; %d already done, %d to run on the %s executor", name,
              len(plan.groups), len(tasks), len(tasks) - len(todo), len(todo), executor.name)
     ran = run_parts(executor, run_part, todo, f"ingest {name}", "frames", lambda m: m["frames"], log.info)
@@ -186,8 +189,8 @@ def build_report(plan: IngestPlan, out_dir: Path, tasks: list[PartTask], executo
         parts.append({"part": m["part"], "rows": m["rows"], "groups": len(m["groups"])})
     return {
         "source": plan.source.name, "root": str(plan.root), "resolved_root": str(plan.root_dir),
-        "version": __version__, "schema": RECORDS_SCHEMA_VERSION,
-        "executor": executor, "groups": sum(len(t.groups) for t in tasks), "frames": frames,
+        "version": __version__, "schema": RECORDS_SCHEMA_VERSION, "frame_rate": plan.source.frame_rate,
+        "read": plan.read, "executor": executor, "groups": sum(len(t.groups) for t in tasks), "frames": frames,
         **stats.to_dict(),
         "failed_parts": [{"part": k, "error": v} for k, v in sorted(failed.items())],
         "parts": parts, "archive": plan.archive, "materialise": materialise, "seconds": round(seconds, 3),

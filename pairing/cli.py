@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = (
     "Build IMPRINT's training pairs from DATA/records into OUT/stage1/ and OUT/stage2/ (part-NNNNN.parquet, "
     "manifest.json, README.md dataset card, report.json). Stage 1: two views of one instance with "
-    "1 <= |i - j| <= window, backgrounds removed. Stage 2: an object cut from one frame (or the image itself) "
-    "and augmented P(T(.)), the target the other frame. Quality filters (--filters) remove blurry records, "
+    "1 <= |n1 - n2| <= window in the capture's frame numbers, backgrounds removed. Stage 2: an object cut from one "
+    "frame (or the image itself) and augmented P(T(.)), the target another frame (min_gap_s..max_gap_s seconds "
+    "apart where the source has a frame rate). Quality filters (--filters) remove blurry records, "
     "fragmented masks, near-duplicates, identity mismatches and static pairs, each counted in report.json and "
     "listed in OUT/stageN/excluded/. Same records, config and seed give byte-identical shards; rerunning resumes.")
 
@@ -31,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "paper stage (multi-view -> 1, video/images -> 2). Default: every source present")
     p.add_argument("--recipe", type=Path, default=None,
                    help="a data recipe (configs/data/*.yaml): sources, their stage, caps, weights, pair settings")
-    p.add_argument("--window", type=int, default=None, help="stage-1 view window (default 7)")
+    p.add_argument("--window", type=int, default=None,
+                   help="stage-1 view window in the capture's frame numbers (default 7, the paper's)")
     p.add_argument("--seed", type=int, default=None, help="sampling and augmentation seed (default 0)")
     p.add_argument("--resolution", type=int, default=None, help="target resolution in pixels (default 512)")
     p.add_argument("--holdout", type=float, default=None,

@@ -26,7 +26,7 @@ from imprint.errors import ImprintError
 from imprint.executor import Executor
 from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
-from imprint.pairing.plan import PairSpec, plan_pairs
+from imprint.pairing.plan import PairSpec, pair_rule, plan_pairs
 from imprint.pairing.quality import QUALITY_RECORD_SCORES, PairScorer, RecordGate, ScoreViews, score_views
 from imprint.quality.excluded import pairs_part_path, records_part_path, write_excluded
 from imprint.quality.features import get_backend
@@ -176,6 +176,8 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
         prepare_out_dir(out_dir, job, overwrite)
     except JobConflict as exc:
         raise PairsError(str(exc)) from None
+    for source in sorted(sources):
+        log.info("[pairs stage%d] %s: %s", stage, source, pair_rule(source, stage, cfg))
     gate = RecordGate(cfg.filters, stage)
     specs = list(plan_pairs(records_dir, sources, stage, cfg, split, gate))
     for (source, part), removed in sorted(gate.excluded.items()):
@@ -231,7 +233,8 @@ def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig,
         for source, n in m["sources"].items():
             counts[source] = counts.get(source, 0) + n
     resolved = {**config_dict(cfg), "stage": stage, "split": split, "pairs_per_instance_by_source": dict(sorted(sources.items())),
-                "source_weights": dict(sorted((weights or {s: 1.0 for s in sources}).items()))}
+                "source_weights": dict(sorted((weights or {s: 1.0 for s in sources}).items())),
+                "pair_rules": {s: pair_rule(s, stage, cfg) for s in sorted(sources)}}
     report = {"stage": stage, "version": __version__, "executor": executor, **stats.to_dict(),
               "failed_shards": [{"shard": k, "error": v} for k, v in sorted(failed.items())],
               "retried_shards": ran.retried_list("shard"),

@@ -15,12 +15,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from imprint.io import sha256_bytes
-from imprint.pairing.config import PairsConfig, source_kind
+from imprint.pairing.config import PairsConfig, source_frame_rate, source_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from imprint.pairing.quality import RecordGate
 
-PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name"]
+PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name", "frame_number"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +48,38 @@ def instance_rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, int(stable_hash(*key)[:16], 16)])
 
 
-def candidate_pairs(frames: list[int], kind: str, stage: int, cfg: PairsConfig) -> list[tuple[int, int]]:
-    """Ordered (src, tgt) positions in ``frames`` (frame_index values) that the rules allow.
+def candidate_pairs(numbers: list[int], kind: str, stage: int, cfg: PairsConfig,
+                    frame_rate: float | None = None) -> list[tuple[int, int]]:
+    """Ordered (src, tgt) positions in ``numbers`` (an instance's ``frame_number`` values, in frame order) that
+    the rules allow (:func:`pair_rule` says them in words).
 
-    stage 1: ``1 <= |i - j| <= window``; stage 2 videos: ``min_gap <= |i - j| <= max_gap``
-    (two different frames); stage 2 images: the self-pair.
+    stage 1, the view window: ``1 <= |n_a - n_b| <= window`` in the capture's frame numbers; stage 2 videos, a
+    time gap: two different frames with ``min_gap_s <= |n_a - n_b| / frame_rate <= max_gap_s`` (no bound
+    without a frame rate); stage 2 images: the self-pair.
     """
+    n = len(numbers)
     if kind == "image":
-        return [(a, a) for a in range(len(frames))]
+        return [(a, a) for a in range(n)]
     if stage == 1:
-        lo, hi = 1, cfg.window
-    else:
-        lo, hi = cfg.min_gap, (cfg.max_gap or 10**9)
-    return [(a, b) for a in range(len(frames)) for b in range(len(frames))
-            if a != b and lo <= abs(frames[a] - frames[b]) <= hi]
+        return [(a, b) for a in range(n) for b in range(n) if 1 <= abs(numbers[a] - numbers[b]) <= cfg.window]
+    lo, hi = (cfg.min_gap_s, cfg.max_gap_s or float("inf")) if frame_rate else (0.0, float("inf"))
+    rate = frame_rate or 1.0
+    return [(a, b) for a in range(n) for b in range(n)
+            if numbers[a] != numbers[b] and lo <= abs(numbers[a] - numbers[b]) / rate <= hi]
+
+
+def pair_rule(source: str, stage: int, cfg: PairsConfig) -> str:
+    """Which rule ``source``'s pairs follow in ``stage``, and over what (frame numbers, time), in words."""
+    kind, rate = source_kind(source), source_frame_rate(source)
+    if kind == "image":
+        return "self-pairs: each image is its own target"
+    if stage == 1:
+        return f"view window: 1 <= |n1 - n2| <= {cfg.window} in the capture's frame numbers"
+    if not rate:
+        bounded = " (min_gap_s / max_gap_s do not apply)" if cfg.min_gap_s or cfg.max_gap_s else ""
+        return f"any two different frames: no frame rate, so no time{bounded}"
+    hi = f"{cfg.max_gap_s:g} s" if cfg.max_gap_s else "unbounded"
+    return f"time gap: {cfg.min_gap_s:g} s <= |n1 - n2| / {rate:g} fps <= {hi}, two different frames"
 
 
 def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -78,7 +96,7 @@ def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int, s
     ``gate``: the record filters; a record they remove makes no pair (they see each instance's records in
     frame order, before any pair is drawn).
     """
-    kind = source_kind(source)
+    kind, rate = source_kind(source), source_frame_rate(source)
     columns = PLAN_COLUMNS + (gate.columns(part) if gate is not None else [])
     table = pq.read_table(part, columns=columns).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}
@@ -90,8 +108,8 @@ def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int, s
         rows.sort(key=lambda r: table["frame_index"][r])
         if gate is not None:
             rows = gate.instance(source, part, table, rows)
-        frames = [table["frame_index"][r] for r in rows]
-        cands = candidate_pairs(frames, kind, stage, cfg)
+        numbers = [table["frame_number"][r] for r in rows]
+        cands = candidate_pairs(numbers, kind, stage, cfg, rate)
         rng = instance_rng(cfg.seed, stage, source, group, instance)
         for a, b in sample_pairs(cands, cap, rng):
             src, tgt = rows[a], rows[b]

@@ -47,13 +47,18 @@ def records(data, source):
 
 
 def test_candidate_pairs_follow_the_rules():
-    cfg = PairsConfig(window=2, min_gap=2, max_gap=3)
-    frames = [0, 1, 2, 3, 5]
+    cfg = PairsConfig(window=2, min_gap_s=2 / 30, max_gap_s=3 / 30)
+    frames = [0, 1, 2, 3, 5]  # frame numbers
     s1 = candidate_pairs(frames, "multiview", 1, cfg)
     assert all(1 <= abs(frames[a] - frames[b]) <= 2 for a, b in s1)
     assert (0, 2) in s1 and (2, 0) in s1 and (0, 3) not in s1 and (3, 4) in s1 and (2, 4) not in s1
-    s2 = candidate_pairs(frames, "video", 2, cfg)
-    assert all(2 <= abs(frames[a] - frames[b]) <= 3 for a, b in s2) and (0, 3) in s2
+    s2 = candidate_pairs(frames, "video", 2, cfg, frame_rate=30.0)  # 2..3 frames at 30 fps
+    assert all(2 <= abs(frames[a] - frames[b]) <= 3 for a, b in s2) and (0, 3) in s2 and (0, 1) not in s2
+    # the gap is time: at 15 fps the same numbers are twice as far apart
+    s2_slow = candidate_pairs(frames, "video", 2, cfg, frame_rate=15.0)
+    assert all(abs(frames[a] - frames[b]) <= 1 for a, b in s2_slow) and (0, 1) in s2_slow
+    # without a frame rate there is no time: any two different frames
+    assert candidate_pairs(frames, "video", 2, cfg) == [(a, b) for a in range(5) for b in range(5) if a != b]
     assert candidate_pairs(frames, "image", 2, cfg) == [(i, i) for i in range(5)]
 
 
