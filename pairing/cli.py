@@ -9,6 +9,7 @@ from typing import Any
 
 from imprint.errors import UsageError
 from imprint.executor import add_executor_arguments
+from imprint.storage import location
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,10 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--records", type=Path, required=True, help="DATA/records (from imprint ingest)")
-    p.add_argument("--out", type=Path, required=True, help="DATA/shards; stage N goes to OUT/stageN/")
+    p.add_argument("--records", type=location, required=True,
+                   help="DATA/records (from imprint ingest): a folder or s3:// / gs:// URI")
+    p.add_argument("--out", type=location, required=True,
+                   help="DATA/shards, a folder or s3:// / gs:// URI; stage N goes to OUT/stageN/")
     p.add_argument("--stage", type=int, choices=(1, 2), action="append", default=None,
                    help="which stage(s) to build (repeatable; default both)")
     p.add_argument("--sources", default=None,
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe) if args.recipe else None
     base = filters_choice(dict(recipe.pairs) if recipe else {}, args.filters)
     cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=base)
-    present = sorted(p.name for p in args.records.iterdir() if p.is_dir()) if args.records.is_dir() else []
+    present = [d.name for d in args.records.dirs()]
     try:
         if recipe is not None:
             specs = {n: (s.stage, s.pairs_per_instance or cfg.pairs_per_instance, s.weight)

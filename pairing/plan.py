@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from imprint.io import sha256_bytes
+from imprint.io import read_parquet, sha256_bytes
 from imprint.pairing.config import PairsConfig, source_frame_rate, source_kind
+from imprint.parts import finished_parts
+from imprint.storage import Location, Where
 
 if TYPE_CHECKING:  # pragma: no cover
     from imprint.pairing.quality import RecordGate
@@ -30,7 +30,7 @@ class PairSpec:
     pair_id: str
     stage: int
     source: str
-    records: str  # the records part both rows come from
+    records: str  # the records part both rows come from (a path or a URI)
     group_id: str
     instance_id: str
     src_row: int
@@ -89,7 +89,7 @@ def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generato
     return [cands[i] for i in picked]
 
 
-def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int, split: str = "all",
+def plan_part(part: Where, source: str, stage: int, cfg: PairsConfig, cap: int, split: str = "all",
               gate: RecordGate | None = None) -> Iterator[PairSpec]:
     """The pairs of one records part (whole groups live in one part), of the groups in ``split``.
 
@@ -98,7 +98,7 @@ def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int, s
     """
     kind, rate = source_kind(source), source_frame_rate(source)
     columns = PLAN_COLUMNS + (gate.columns(part) if gate is not None else [])
-    table = pq.read_table(part, columns=columns).to_pydict()
+    table = read_parquet(part, columns).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}
     for row, key in enumerate(zip(table["group_id"], table["instance_id"])):
         instances.setdefault(key, []).append(row)
@@ -130,11 +130,12 @@ def in_split(source: str, group_id: str, fraction: float, split: str) -> bool:
     return split == "all" or in_holdout(source, group_id, fraction) == (split == "holdout")
 
 
-def record_parts(records_dir: Path, source: str) -> list[Path]:
-    return sorted((Path(records_dir) / source).glob("part-*.parquet"))
+def record_parts(records_dir: Where, source: str) -> list[Location]:
+    """The finished records parts of ``source`` (those with a marker: a part being written is not read)."""
+    return finished_parts(Location.of(records_dir) / source)
 
 
-def plan_pairs(records_dir: Path, sources: dict[str, int], stage: int, cfg: PairsConfig,
+def plan_pairs(records_dir: Where, sources: dict[str, int], stage: int, cfg: PairsConfig,
                split: str = "all", gate: RecordGate | None = None) -> Iterator[PairSpec]:
     """Every pair of ``stage`` from ``sources`` ({source: pairs per instance}), in a fixed order.
 

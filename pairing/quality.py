@@ -18,22 +18,23 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
 from imprint.geometry import crop_window, remove_background, resize_crop, resize_labels, square_window
 from imprint.pairing.build import FrameCache, encode_image
 from imprint.pairing.plan import PairSpec
+from imprint.quality.excluded import records_key
 from imprint.quality.features import IdentityBackend
 from imprint.quality.filters import (FiltersConfig, PairItem, RecordItem, Removal, first_removal, pair_filters,
                                      record_filters)
 from imprint.quality.histograms import ScoreHistograms
 from imprint.quality.scores import change, hash_distances, hash_matrix
+from imprint.io import parquet_schema, read_parquet
 from imprint.stats import Stats
+from imprint.storage import Where
 
 SCORE_PAD = 1.1  # the crops pairs are scored on: box side x this (fixed, so a record's features are reused)
 RECORD_SCORE_COLUMNS = ["sharpness", "mask_components", "mask_largest_share", "appearance_hash"]
@@ -54,12 +55,12 @@ class RecordGate:
     hist: ScoreHistograms = field(default_factory=ScoreHistograms)
     excluded: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # (source, part) -> rows
 
-    def columns(self, part: Path) -> list[str]:
+    def columns(self, part: Where) -> list[str]:
         """The score columns to read from ``part`` (none from records that have no scores)."""
-        names = set(pq.read_schema(part).names)
+        names = set(parquet_schema(part).names)
         return [c for c in RECORD_SCORE_COLUMNS if c in names]
 
-    def instance(self, source: str, part: Path, table: dict[str, list[Any]], rows: list[int]) -> list[int]:
+    def instance(self, source: str, part: Where, table: dict[str, list[Any]], rows: list[int]) -> list[int]:
         """The ``rows`` of one instance (sorted by frame index) that the filters keep. Every record is counted
         and its scores binned; the removed ones are listed for ``excluded/``."""
         if not all(c in table for c in RECORD_SCORE_COLUMNS):
@@ -93,15 +94,16 @@ class RecordGate:
             nearest = int(hash_distances(item.appearance_hash, hash_matrix(hashes)).min())
             self.hist.add("hash_distance", nearest, score == "hash_distance")
 
-    def _list(self, source: str, part: Path, table: dict[str, list[Any]], removed: list[tuple[int, Removal]]) -> None:
-        where = pq.read_table(part, columns=["image_uri", "bbox"]).take([r for r, _ in removed]).to_pydict()
+    def _list(self, source: str, part: Where, table: dict[str, list[Any]], removed: list[tuple[int, Removal]]
+              ) -> None:
+        where = read_parquet(part, ["image_uri", "bbox"]).take([r for r, _ in removed]).to_pydict()
         rows = self.excluded.setdefault((source, str(part)), [])
         for k, (r, removal) in enumerate(removed):
             rows.append({"kind": "record", "stage": self.stage, "source": source, "group_id": table["group_id"][r],
                          "instance_id": table["instance_id"][r], "src_frame": table["frame_index"][r],
                          "reason": removal.reason, "score": removal.score, "value": float(removal.value),
                          "threshold": float(removal.threshold), "detail": removal.detail or None,
-                         "records": str(part), "src_row": r, "image_uri": where["image_uri"][k],
+                         "records": records_key(part), "src_row": r, "image_uri": where["image_uri"][k],
                          "bbox": list(where["bbox"][k])})
 
 
@@ -247,7 +249,7 @@ class PairScorer:
                 "instance_id": s.instance_id, "pair_id": s.pair_id, "src_frame": s.src_frame,
                 "tgt_frame": s.tgt_frame, "reason": removal.reason, "score": removal.score,
                 "value": float(removal.value), "threshold": float(removal.threshold),
-                "detail": removal.detail or None, "records": s.records, "src_row": s.src_row, "tgt_row": s.tgt_row,
-                "image_uri": p.src["image_uri"], "tgt_image_uri": p.tgt["image_uri"], "bbox": list(p.src["bbox"]),
-                "tgt_bbox": list(p.tgt["bbox"]), "object": _jpeg(p.views.src, f"{s.pair_id}_object.jpg"),
+                "detail": removal.detail or None, "records": records_key(s.records), "src_row": s.src_row,
+                "tgt_row": s.tgt_row, "image_uri": p.src["image_uri"], "tgt_image_uri": p.tgt["image_uri"],
+                "bbox": list(p.src["bbox"]), "tgt_bbox": list(p.tgt["bbox"]), "object": _jpeg(p.views.src, f"{s.pair_id}_object.jpg"),
                 "target": _jpeg(p.views.tgt, f"{s.pair_id}_target.jpg")}

@@ -21,15 +21,15 @@ import html
 import sys
 from collections.abc import Sequence
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imprint.augment.mask_levels import NUM_LEVELS, MaskLevelConfig, mask_levels
 from imprint.errors import UsageError
-from imprint.io import read_manifest, row_group_offsets, write_text_atomic
+from imprint.io import open_parquet, read_manifest, row_group_offsets, write_text_atomic
 from imprint.shards.verify import shard_dirs
+from imprint.storage import Location, Where, location
 
 __all__ = ["main", "render_row", "sample_rows", "worst_rows", "write_preview"]
 
@@ -58,26 +58,25 @@ figure { margin: 0; } figcaption { font-size: 12px; }
 _HEADERS = ("object", "target", "target + mask", *(f"level {i}" for i in range(NUM_LEVELS)), "pair")
 
 
-def _parts(shard_dir: str | Path) -> list[tuple[Path, int, int | None]]:
+def _parts(shard_dir: Where) -> list[tuple[Location, int, int | None]]:
     """(path, rows, stage) of every shard of every stage under ``shard_dir``, in manifest order."""
-    parts: list[tuple[Path, int, int | None]] = []
+    parts: list[tuple[Location, int, int | None]] = []
     for d in shard_dirs(shard_dir):
         manifest = read_manifest(d)
         parts += [(d / s["file"], s["rows"], manifest.get("stage")) for s in manifest["shards"]]
     return parts
 
 
-def _read_rows(parts: list[tuple[Path, int, int | None]], picks: np.ndarray) -> list[tuple[dict[str, Any], int | None]]:
+def _read_rows(parts: list[tuple[Location, int, int | None]], picks: np.ndarray
+               ) -> list[tuple[dict[str, Any], int | None]]:
     """The rows at global indices ``picks`` (sorted), as ``(row, stage)``; reads only their row groups."""
-    import pyarrow.parquet as pq
-
     offsets = np.cumsum([0] + [rows for _, rows, _ in parts])
     out: list[tuple[dict[str, Any], int | None]] = []
     for k, (path, rows, stage) in enumerate(parts):
         wanted = picks[(picks >= offsets[k]) & (picks < offsets[k + 1])] - offsets[k]
         if wanted.size == 0:
             continue
-        with pq.ParquetFile(path) as pf:
+        with open_parquet(path) as pf:
             starts = row_group_offsets(pf.metadata)
             groups = np.searchsorted(starts, wanted, side="right") - 1
             for g in np.unique(groups):
@@ -87,7 +86,7 @@ def _read_rows(parts: list[tuple[Path, int, int | None]], picks: np.ndarray) -> 
     return out
 
 
-def sample_rows(shard_dir: str | Path, n: int, seed: int = 0) -> list[tuple[dict[str, Any], int | None]]:
+def sample_rows(shard_dir: Where, n: int, seed: int = 0) -> list[tuple[dict[str, Any], int | None]]:
     """``n`` rows (fewer if there are fewer) drawn without replacement across all shards, as
     ``(row, stage)``, in shard order; reads only the row groups that hold them."""
     parts = _parts(shard_dir)
@@ -96,7 +95,7 @@ def sample_rows(shard_dir: str | Path, n: int, seed: int = 0) -> list[tuple[dict
     return _read_rows(parts, picks)
 
 
-def worst_rows(shard_dir: str | Path, score: str, n: int) -> list[tuple[dict[str, Any], int | None]]:
+def worst_rows(shard_dir: Where, score: str, n: int) -> list[tuple[dict[str, Any], int | None]]:
     """The ``n`` kept pairs nearest the failing end of ``score`` (``quality`` column), worst first."""
     from imprint.shards.quality_view import worst_picks
 
@@ -209,9 +208,9 @@ def render_row(row: dict, stage: int | None, levels: MaskLevelConfig) -> str:
     return '<div class="sample">\n' + "\n".join(cells) + "\n</div>"
 
 
-def write_preview(shard_dir: str | Path, out_html: str | Path, n: int = 32, seed: int = 0,
+def write_preview(shard_dir: Where, out_html: Where, n: int = 32, seed: int = 0,
                   levels: MaskLevelConfig = MaskLevelConfig(),  # noqa: B008 - frozen, immutable
-                  excluded: bool = False, worst: str | None = None) -> Path:
+                  excluded: bool = False, worst: str | None = None) -> Location:
     """Write the contact sheet of ``n`` deterministically drawn rows to ``out_html``; returns its path.
 
     ``excluded``: the removed items instead; ``worst``: the kept pairs nearest the failing end of that score.
@@ -242,8 +241,8 @@ def write_preview(shard_dir: str | Path, out_html: str | Path, n: int = 32, seed
         *body,
         "</body></html>",
     ]
-    out = Path(out_html)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Location.of(out_html)
+    out.parent.mkdir()
     write_text_atomic(out, "\n".join(parts) + "\n")
     return out
 
@@ -256,9 +255,11 @@ DESCRIPTION = ("Write a self-contained HTML contact sheet of shard samples: each
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``imprint preview PATH --n 32 --out preview.html [--seed 0]``."""
-    parser.add_argument("path", type=Path, help="DATA/shards/stageN, or DATA/shards for every stage")
+    parser.add_argument("path", type=location,
+                        help="DATA/shards/stageN, or DATA/shards for every stage: a path or s3:// / gs:// URI")
     parser.add_argument("--n", type=int, default=32, help="samples to show")
-    parser.add_argument("--out", type=Path, default=Path("preview.html"), help="the HTML file to write")
+    parser.add_argument("--out", type=location, default=Location("preview.html"),
+                        help="the HTML file to write (a path or a URI)")
     parser.add_argument("--seed", type=int, default=0, help="which rows are drawn")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--excluded", action="store_true",

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import html
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imprint.io import read_json
+from imprint.io import parquet_schema, read_json, read_parquet
+from imprint.storage import Location, Where
 from imprint.quality.summary import removal_text, svg_histogram
 
 # --worst SCORE: how a kept pair's value is read from its `quality` column, and which end is the worst
@@ -33,7 +33,7 @@ def _max(a: float | None, b: float | None) -> float | None:
     return max(vals) if vals else None
 
 
-def quality_panel(stage_dirs: list[Path]) -> str:
+def quality_panel(stage_dirs: list[Location]) -> str:
     """Each stage's score histograms (kept grey, removed red, the threshold dashed), from its report.json."""
     blocks = []
     for d in stage_dirs:
@@ -58,19 +58,17 @@ def quality_panel(stage_dirs: list[Path]) -> str:
     return "\n".join(blocks)
 
 
-def worst_picks(parts: list[tuple[Path, int, int | None]], score: str, n: int) -> list[tuple[int, float]]:
+def worst_picks(parts: list[tuple[Location, int, int | None]], score: str, n: int) -> list[tuple[int, float]]:
     """The ``n`` kept pairs nearest the failing end of ``score``: (global row index, value), worst first."""
-    import pyarrow.parquet as pq
-
     if score not in WORST:
         raise ValueError(f"--worst takes one of {', '.join(WORST)}, got {score!r}")
     read, descending = WORST[score]
     values: list[tuple[float, int]] = []
     offset = 0
     for path, rows, _ in parts:
-        names = pq.read_schema(path).names
+        names = parquet_schema(path).names
         if "quality" in names:
-            for i, q in enumerate(pq.read_table(path, columns=["quality"]).column("quality").to_pylist()):
+            for i, q in enumerate(read_parquet(path, ["quality"]).column("quality").to_pylist()):
                 v = read(q) if q else None
                 if v is not None:
                     values.append((-v if descending else v, offset + i))
@@ -90,15 +88,15 @@ def _record_view(row: dict[str, Any], side: int = 160) -> np.ndarray | None:
     """A removed record as the filters saw it: its frame cut around its box, the mask tinted (None when the
     frame or the records part has gone)."""
     import cv2
-    import pyarrow.parquet as pq
 
     from imprint.geometry import object_crop
     from imprint.masks import decode_mask_png
 
     frame = cv2.imread(row["image_uri"], cv2.IMREAD_COLOR)
-    if frame is None or not Path(row["records"]).is_file():
+    records: Where = row["records"]  # a path or a URI (resolved by excluded_sample)
+    if frame is None or not Location.of(records).is_file():
         return None
-    mask_png = pq.read_table(row["records"], columns=["mask"]).column("mask")[row["src_row"]].as_py()
+    mask_png = read_parquet(records, ["mask"]).column("mask")[row["src_row"]].as_py()
     mask = decode_mask_png(mask_png)
     if mask.shape != frame.shape[:2]:
         return None
@@ -146,13 +144,17 @@ def render_excluded(row: dict[str, Any], data_uri: Any, encode: Any) -> str:
     return '<div class="removed">\n' + "\n".join(cells) + "\n</div>"
 
 
-def excluded_sample(stage_dirs: list[Path], n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` removed items (fewer if fewer were removed) drawn without replacement across the stages."""
-    from imprint.quality.excluded import read_excluded
+def excluded_sample(stage_dirs: list[Location], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` removed items (fewer if fewer were removed) drawn without replacement across the stages; each
+    row's ``records`` is the records part's location (under the records folder its stage's report names)."""
+    from imprint.quality.excluded import read_excluded, records_location
 
     rows: list[dict[str, Any]] = []
     for d in stage_dirs:
-        rows += read_excluded(d).to_pylist()
+        report = d / "report.json"
+        root = read_json(report).get("records") if report.is_file() else None
+        for row in read_excluded(d).to_pylist():
+            rows.append({**row, "records": str(records_location(root, row["records"]))})
     if len(rows) <= n:
         return rows
     picks = np.sort(np.random.default_rng(seed).choice(len(rows), size=n, replace=False))

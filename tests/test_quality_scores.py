@@ -233,6 +233,11 @@ def test_excluded_rows_round_trip(tmp_path):
     pair = {**row, "kind": "pair", "pair_id": "p", "tgt_frame": 5, "reason": "static_pair", "score": "change",
             "object": {"bytes": b"x", "path": "p_object.jpg"}}
     write_excluded([pair], tmp_path / "excluded" / "part-00000.parquet")
+    # a shard's excluded pairs count once the shard is finished (its part and marker exist), like the shard
+    assert read_excluded(tmp_path).column("kind").to_pylist() == ["record"]
+    (tmp_path / "part-00000.parquet").write_bytes(b"")
+    (tmp_path / "_parts").mkdir()
+    (tmp_path / "_parts" / "part-00000.json").write_text("{}")
     table = read_excluded(tmp_path)
     assert table.schema.equals(EXCLUDED_SCHEMA, check_metadata=False)
     assert table.column("kind").to_pylist() == ["record", "pair"]

@@ -19,6 +19,8 @@ Targets are reported (``meets_target``), never asserted in tests.
 - ``render``: Objaverse views rendered per second per core.
 - ``quality``: what the quality scores and filters cost in pairs and ingest time, DINOv2 identity
   throughput on the CPU, and the default filters on generated fault sets.
+- ``cluster``: scaling from 1 to 2 Ray workers, the driver's peak memory for N and 4N parts, and writing
+  to a local S3-compatible server against the local disk.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from imprint.errors import UsageError
 
-BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render", "quality")
+BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render", "quality", "cluster")
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,7 @@ DESCRIPTION = ("Run the benchmarks and write bench/results/<name>.json with the 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", default=[],
-                   help="which benchmarks: ingest, pairs, loader, train, composite, downloads, render, quality "
-                        "(default: all)")
+                   help="which benchmarks: " + ", ".join(BENCHMARKS) + " (default: all)")
     p.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
 

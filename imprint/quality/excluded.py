@@ -1,27 +1,28 @@
 """The ``excluded/`` table: one row per item a quality filter removed, with its keys, reason and score.
 
-Beside a stage's shards (``DATA/shards/stageN/excluded/``), in the shards' part naming and written the same
-way (temporary name, then rename; before the part's marker), so a rerun rewrites a part's rows and never
-duplicates them:
+Beside a stage's shards (``DATA/shards/stageN/excluded/``, a path or a URI), in the shards' part naming and
+written the same way (whole or not at all; before the part's marker), so a rerun rewrites a part's rows and
+never duplicates them:
 
 - ``excluded/part-NNNNN.parquet``: the pairs removed while shard ``part-NNNNN`` was built (one file per
   shard, possibly empty);
 - ``excluded/records-<source>-part-NNNNN.parquet``: the records removed when the pairs were planned from
   records part ``<source>/part-NNNNN`` (only where some were).
 
-Open it with pyarrow (``imprint.quality.excluded.read_excluded``) or look at it with ``imprint preview DATA/shards
+A pairs file is read only once its shard's marker exists (:func:`imprint.parts.finished_parts`): one left by
+a killed writer is not. Open it with pyarrow (``imprint.quality.excluded.read_excluded``) or look at it with ``imprint preview DATA/shards
 --excluded``. Columns: ``docs/schema.md``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from imprint.io import write_parquet_atomic
+from imprint.io import read_parquet, write_parquet_atomic
+from imprint.parts import finished_parts
+from imprint.storage import Location, Where
 
 EXCLUDED_DIR = "excluded"
 EXCLUDED_SCHEMA_VERSION = "excluded/1"
@@ -55,38 +56,53 @@ EXCLUDED_SCHEMA = pa.schema([
 ], metadata={b"imprint.schema": EXCLUDED_SCHEMA_VERSION.encode()})
 
 
-def excluded_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / EXCLUDED_DIR
+def excluded_dir(out_dir: Where) -> Location:
+    return Location.of(out_dir) / EXCLUDED_DIR
 
 
-def pairs_part_path(out_dir: str | Path, part: str) -> Path:
+def pairs_part_path(out_dir: Where, part: str) -> Location:
     """Where the pairs removed while building shard ``part`` go."""
     return excluded_dir(out_dir) / f"{part}.parquet"
 
 
-def records_part_path(out_dir: str | Path, source: str, records_part: str | Path) -> Path:
+def records_part_path(out_dir: Where, source: str, records_part: Where) -> Location:
     """Where the records removed from ``records_part`` (a records Parquet file) of ``source`` go."""
-    return excluded_dir(out_dir) / f"records-{source}-{Path(records_part).stem}.parquet"
+    return excluded_dir(out_dir) / f"records-{source}-{Location.of(records_part).stem}.parquet"
 
 
-def write_excluded(rows: list[dict[str, Any]], path: str | Path) -> int:
+def records_key(part: Where) -> str:
+    """How a row names the records part it comes from: ``<source>/part-NNNNN.parquet``, relative to the records
+    folder, so ``excluded/`` holds the same bytes wherever DATA lives (a path or a URI). The stage's
+    ``report.json`` says which records folder (``records``); :func:`records_location` joins them."""
+    loc = Location.of(part)
+    return f"{loc.parent.name}/{loc.name}"
+
+
+def records_location(records_dir: Where | None, key: str) -> Location:
+    """The records part a row's ``records`` names, under ``records_dir`` (the stage report's ``records``)."""
+    return Location.of(key) if records_dir is None else Location.of(records_dir) / key
+
+
+def write_excluded(rows: list[dict[str, Any]], path: Where) -> int:
     """Write ``rows`` (dicts with the schema's columns; missing optional ones are null) atomically; their count."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Location.of(path).parent.mkdir()
     table = pa.Table.from_pylist(rows, schema=EXCLUDED_SCHEMA)
     write_parquet_atomic(table, path, compression={n: ("none" if n in ("object", "target") else "zstd")
                                                    for n in EXCLUDED_SCHEMA.names})
     return int(table.num_rows)
 
 
-def excluded_files(out_dir: str | Path) -> list[Path]:
-    return sorted(excluded_dir(out_dir).glob("*.parquet"))
+def excluded_files(out_dir: Where) -> list[Location]:
+    """The excluded files of a stage folder: every ``records-*`` file (the plan's, written before any shard),
+    then the pairs file of each finished shard (one with a marker), by name."""
+    files = excluded_dir(out_dir).glob("*.parquet")
+    finished = {p.name for p in finished_parts(out_dir)}
+    return [p for p in files if p.name.startswith("records-")] + [p for p in files if p.name in finished]
 
 
-def read_excluded(out_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
+def read_excluded(out_dir: Where, columns: list[str] | None = None) -> pa.Table:
     """Every excluded row of one stage folder (``DATA/shards/stageN``), records first, then pairs by part."""
-    files = excluded_files(out_dir)
-    files = [p for p in files if p.name.startswith("records-")] + [p for p in files if p.name.startswith("part-")]
-    tables = [pq.read_table(p, columns=columns) for p in files]
+    tables = [read_parquet(p, columns) for p in excluded_files(out_dir)]
     if not tables:
         schema = EXCLUDED_SCHEMA if columns is None else pa.schema([EXCLUDED_SCHEMA.field(c) for c in columns])
         return schema.empty_table()
