@@ -264,10 +264,6 @@ class Location:
     def read_text(self) -> str:
         return self.read_bytes().decode("utf-8")
 
-    def open_input(self) -> Any:
-        """A random-access ``pyarrow.NativeFile`` (store: each read is a ranged GET)."""
-        return self.fs.open_input_file(self.fs_path)
-
     def mkdir(self) -> None:
         """Create the folder and its parents (a store has no folders: nothing to do)."""
         if self._path is not None:

@@ -132,26 +132,12 @@ class ItemStatus:
     def ok(self) -> bool:
         return self.status in OK_STATUSES
 
-    def to_row(self) -> dict[str, Any]:
-        """The ledger row: every field, ``extra`` as sorted JSON (no deep copy: the row is written at once)."""
-        row = {name: getattr(self, name) for name in STATUS_FIELDS}
-        row["extra"] = self.extra_json(self.extra)
-        return row
-
     @staticmethod
     def extra_json(extra: dict[str, Any]) -> str:
         return json.dumps(extra, sort_keys=True) if extra else "{}"
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ItemStatus":
-        extra = row.get("extra")
-        kwargs = {k: v for k, v in row.items() if k in _FIELD_SET}
-        kwargs["extra"] = json.loads(extra) if extra and extra != "{}" else {}
-        return cls(**kwargs)
-
 
 STATUS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ItemStatus))  # the ledger's columns, in order
-_FIELD_SET = frozenset(STATUS_FIELDS)
 
 
 def redact_url(url: str) -> str:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import html
-from io import BytesIO
 from typing import Any
 
 import numpy as np
@@ -75,13 +74,6 @@ def worst_picks(parts: list[tuple[Location, int, int | None]], score: str, n: in
         offset += rows
     values.sort()
     return [(i, -v if descending else v) for v, i in values[:n]]
-
-
-def _decode_rgb(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"))
 
 
 def _record_view(row: dict[str, Any], side: int = 160) -> np.ndarray | None:

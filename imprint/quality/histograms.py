@@ -33,7 +33,6 @@ SCORE_RULES: dict[str, tuple[str, str, str]] = {
 }
 SYMBOLS = {"<": "<", ">": ">", "<=": "≤"}
 RECORD_LEVEL = ("sharpness", "mask_components", "mask_largest_share", "hash_distance")
-PAIR_LEVEL = ("identity", "change")
 
 
 def edges(score: str) -> np.ndarray:

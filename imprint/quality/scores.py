@@ -46,9 +46,6 @@ _REDUCED_GREY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: 
 
 HASH_BITS = HASH_SIDE * HASH_SIDE
 HASH_BYTES = HASH_BITS // 8
-RECORD_SCORES = ("sharpness", "mask_components", "mask_largest_share", "mask_solidity", "mask_fill",
-                 "appearance_hash")
-PAIR_SCORES = ("identity", "change")
 
 
 @dataclass(frozen=True, slots=True)
