@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from test_loader import small_cfg, write_shard_set
+from shard_sets import small_cfg, write_shard_set
 
 from imprint.cli import main
 from imprint.io import (read_json, read_manifest, read_parquet, read_shard_rows, write_bytes_atomic,
@@ -29,7 +29,7 @@ from imprint.parts import (JobConflict, finished_parts, marker_path, part_path, 
                            unfinished)
 from imprint.storage import Location, StorageError, local_dir, location
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "data" / "sample.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "data" / "sample.yaml"
 
 
 def _s3(uri: str) -> tuple[pafs.FileSystem, str]:

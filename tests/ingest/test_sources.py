@@ -22,7 +22,7 @@ from imprint.ingest.sources import (MODULES, Materialise, Option, Request, Sourc
                                     register, shared_options, sources, unregister)
 from imprint.media import read_label_map
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------------------------------------- a whole source
 # Everything below, down to TINY, is what a new source module holds: a reader of its layout, a materialise

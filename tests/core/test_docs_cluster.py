@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "cluster.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cluster.md"
 
 
 def yaml_blocks() -> list[dict]:

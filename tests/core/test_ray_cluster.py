@@ -33,7 +33,7 @@ from ray_nodes import IMPRINT, RayNode, free_port, make_token, node_env, start_h
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 SOURCE = "mvimgnet"  # 4 groups: 4 parts of one group each
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 PROBE = ("import sys, ray; ray.init(address=sys.argv[1], include_dashboard=False, configure_logging=False); "
          "print(ray.get_runtime_context().get_job_id(), sum(1 for n in ray.nodes() if n['Alive']))")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_loader import write_manifest, write_shard_set
+from shard_sets import write_manifest, write_shard_set
 
 from imprint.shards.preview import main as preview_main
 from imprint.shards.preview import write_preview

@@ -7,7 +7,7 @@ import pytest
 
 from imprint.cli import COMMANDS, main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 ROOMS = ("ingest", "pairing", "augment", "shards", "train", "eval")

@@ -5,7 +5,7 @@ import pytest
 from imprint.config import ConfigError, load_config
 from imprint.ingest.config import IngestConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_documented_default_file_equals_the_defaults():

@@ -24,7 +24,7 @@ from imprint.pairing.plan import candidate_pairs
 from imprint.quality.filters import NO_FILTERS, FiltersConfig
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
 
-# the pairing rules, without the quality filters (tests/test_quality_pairs.py tests those)
+# the pairing rules, without the quality filters (tests/pairing/test_quality_pairs.py tests those)
 SMALL = dict(resolution=128, object_resolution=64, shard_rows=16, row_group_rows=4, filters=NO_FILTERS)
 
 
@@ -240,7 +240,7 @@ def test_cli_builds_each_stage_from_the_sources_that_feed_it(sample_data, tmp_pa
 def test_cli_with_the_sample_recipe(sample_data, tmp_path):
     from pathlib import Path
 
-    recipe = Path(__file__).resolve().parents[1] / "configs" / "data" / "sample.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "data" / "sample.yaml"
     out = tmp_path / "shards"
     assert main(["pairs", "--recipe", str(recipe), "--records", str(sample_data / "records"), "--out", str(out),
                  "--executor", "local", "--stage", "2"]) == 0

@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-DRIVER = Path(__file__).with_name("ddp_driver.py")
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).resolve().parents[1] / "ddp_driver.py"
 TIMEOUT = 300  # seconds before a run counts as hung
 TINY = {"stage1-sd21": "stage1-tiny", "stage2-sd21": "stage2-tiny"}
 
