@@ -43,10 +43,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level
+from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level_into
 from imprint.geometry import binarize, object_pixels, resize_labels, resize_stored, target_pixels
 from imprint.io import MANIFEST, ManifestError, read_manifest, row_group_offsets
 from imprint.masks import bits_of
+from imprint.shards.batches import BatchLayout, BufferPool, SampleBatch, WorkerSlots, batch_of
 
 __all__ = [
     "MANIFEST",
@@ -121,21 +122,27 @@ class LoaderConfig:
 # --- decoding -----------------------------------------------------------------------------------------
 
 
-def decode_rgb(data: bytes, size: int) -> np.ndarray:
+def decode_rgb(data: bytes, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """A JPEG/PNG as an ``size x size x 3`` uint8 RGB array (resized if stored at another size).
 
     OpenCV decodes (2-3x faster than PIL on 512px JPEGs, same libjpeg-turbo pixels); PIL
-    takes whatever OpenCV cannot read.
+    takes whatever OpenCV cannot read. With ``out`` (a contiguous ``size x size x 3`` uint8 array, e.g. a
+    slot of a batch) the pixels are written there and ``out`` is returned: the colour conversion (or the
+    resize) writes straight into it, so no copy is added.
     """
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if arr is not None:
-        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-    else:
+    if arr is None:
         from PIL import Image
 
         with Image.open(BytesIO(data)) as img:
-            arr = np.asarray(img.convert("RGB"))
-    return np.ascontiguousarray(resize_stored(arr, size))
+            rgb = np.asarray(img.convert("RGB"))
+        return np.ascontiguousarray(resize_stored(rgb, size, out))
+    if out is not None and arr.shape[:2] == (size, size):
+        converted: np.ndarray = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB, dst=out)
+        if converted.ctypes.data != out.ctypes.data:  # OpenCV allocated its own (``out`` did not fit): copy
+            np.copyto(out, converted)
+        return out
+    return np.ascontiguousarray(resize_stored(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB), size, out))
 
 
 def decode_mask(data: bytes, size: int) -> np.ndarray:
@@ -154,6 +161,16 @@ def latent_mask(mask: np.ndarray, factor: int) -> np.ndarray:
     rows = mask.reshape(h // factor, factor, w).any(axis=1)  # two 1-axis reductions: ~6x faster than one
     cells = rows.reshape(h // factor, w // factor, factor).any(axis=2)
     return np.asarray(cells)
+
+
+def latent_mask_into(mask: np.ndarray, box: tuple[int, int, int, int] | None, factor: int, out: np.ndarray) -> None:
+    """:func:`latent_mask` of a mask that is empty outside ``box``, written into ``out`` (bool, all False on
+    entry): only the cells the box touches are pooled."""
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    cy0, cx0, cy1, cx1 = y0 // factor, x0 // factor, -(-y1 // factor), -(-x1 // factor)
+    out[cy0:cy1, cx0:cx1] = latent_mask(mask[cy0 * factor:cy1 * factor, cx0 * factor:cx1 * factor], factor)
 
 
 def prepare_batch(batch: dict[str, Any], device: torch.device | str | None = None,
@@ -380,27 +397,45 @@ class ShardStream(IterableDataset):
             reader.fill(rest)
         yield from rest
 
-    def make_sample(self, row: dict, epoch: int) -> dict[str, Any]:
-        """Decode one row into a sample dict, drawing its mask level from its own seeded rng."""
+    def layout(self, size: int) -> BatchLayout:
+        """Where the parts of a batch of ``size`` samples lie in its buffer."""
         cfg = self.cfg
-        rng = sample_rng(cfg.seed, epoch, row["seed"], row["pair_id"])
-        level = draw_level(rng, cfg.levels)
-        obj = decode_rgb(row["object"], cfg.object_size)
-        target = decode_rgb(row["target"], cfg.target_size)
-        mask = mask_level(decode_mask(row["mask"], cfg.target_size), level, cfg.levels)
-        # uint8 HWC, as decoded, all the way to the trainer (prepare_batch converts on the device):
-        # no copy per sample, and 4x less to collate and send between processes than float32
-        return {
-            "object": torch.from_numpy(obj),
-            "target": torch.from_numpy(target),
-            "mask": torch.from_numpy(mask[None].view(np.uint8)),
-            "mask_latent": torch.from_numpy(np.ascontiguousarray(latent_mask(mask, cfg.latent_factor)[None]).view(np.uint8)),
-            "level": torch.tensor(level, dtype=torch.int64),
-            "pair_id": row["pair_id"],
-            "source": row["source"],
-        }
+        return BatchLayout.of(size, cfg.object_size, cfg.target_size, cfg.latent_factor)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def decode_batch(self, rows: Sequence[dict], epoch: int, batch: SampleBatch) -> None:
+        """Decode ``rows`` into the first slots of ``batch``, each drawing its mask level from its own seeded rng.
+
+        Phase by phase (every object, then every target, then every level draw, mask, level): each sample's
+        values are what decoding it alone gives, and each step's code and buffers stay in cache (~15% less
+        time measured on 512 px batches of eight).
+        """
+        cfg = self.cfg
+        arrays = batch.arrays
+        # uint8 HWC, as decoded, all the way to the trainer (prepare_batch converts on the device): decoded
+        # straight into the batch (no collate copy), 4x less to send between processes than float32
+        for slot, row in enumerate(rows):
+            decode_rgb(row["object"], cfg.object_size, arrays["object"][slot])
+        for slot, row in enumerate(rows):
+            decode_rgb(row["target"], cfg.target_size, arrays["target"][slot])
+        levels = [draw_level(sample_rng(cfg.seed, epoch, row["seed"], row["pair_id"]), cfg.levels) for row in rows]
+        fine = [decode_mask(row["mask"], cfg.target_size) for row in rows]
+        for slot, row in enumerate(rows):
+            mask = arrays["mask"][slot, 0].view(np.bool_)  # all zero on entry
+            box = mask_level_into(fine[slot], levels[slot], cfg.levels, mask)
+            latent_mask_into(mask, box, cfg.latent_factor, arrays["mask_latent"][slot, 0].view(np.bool_))
+            batch.written(slot, box)
+            arrays["level"][slot] = levels[slot]
+            batch.pair_id[slot], batch.source[slot] = row["pair_id"], row["source"]
+
+    def make_sample(self, row: dict, epoch: int) -> dict[str, Any]:
+        """Decode one row into a sample dict (:meth:`decode_batch` into a batch of one)."""
+        layout = self.layout(1)
+        batch = SampleBatch(layout, layout.new(shared=False))
+        self.decode_batch([row], epoch, batch)
+        return batch.sample(0)
+
+    def _worker_rows(self) -> tuple[int, int, Iterator[_Row]]:
+        """(physical worker, epoch, the rows this DataLoader worker yields) for the selected epoch and resume."""
         info = get_worker_info()
         physical, n = (0, 1) if info is None else (info.id, info.num_workers)
         worker = (physical + self._offset) % n
@@ -409,10 +444,60 @@ class ShardStream(IterableDataset):
             if len(self._skips) != n:
                 raise RuntimeError(f"resume state is for {len(self._skips)} workers, the DataLoader has {n}")
             skip = self._skips[worker]
-        epoch = self.epoch
-        for row in self.shuffled_rows(epoch, worker, n, skip):
+        return physical, self.epoch, self.shuffled_rows(self.epoch, worker, n, skip)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        _, epoch, rows = self._worker_rows()
+        for row in rows:
             assert row.data is not None  # shuffled_rows reads the columns of every row it yields
             yield self.make_sample(row.data, epoch)
+
+    def batches(self, slots: WorkerSlots | None = None) -> Iterator[dict[str, Any]]:
+        """This worker's samples in batches of ``cfg.batch_size`` (the last one shorter, or dropped with
+        ``drop_last``), each sample decoded straight into its slot of the batch: what a DataLoader with that
+        batch size makes of :meth:`__iter__`, without the stacking copy.
+
+        Yields messages (:func:`imprint.shards.batches.batch_of` / :meth:`WorkerSlots.collect` turn them into
+        batch dicts); inside a DataLoader worker the batch is filled in one of ``slots``.
+        """
+        worker, epoch, rows = self._worker_rows()
+        layout = self.layout(self.cfg.batch_size)
+        pool = BufferPool(layout)  # in this process: buffers reused once the trainer is done with them
+        pending: list[dict] = []
+        for row in rows:
+            assert row.data is not None
+            pending.append(row.data)
+            if len(pending) == layout.size:
+                yield self._filled(pending, epoch, layout, slots, worker, pool)
+                pending = []
+        if pending and not self.cfg.drop_last:
+            yield self._filled(pending, epoch, layout, slots, worker, pool)
+
+    def _filled(self, rows: list[dict], epoch: int, layout: BatchLayout, slots: WorkerSlots | None, worker: int,
+                pool: BufferPool) -> dict[str, Any]:
+        """``rows`` decoded into a batch (a worker's slot, or a buffer of ``pool``), as a message."""
+        slot, batch = slots.take(worker) if slots else (-1, SampleBatch(layout, pool.get()))
+        self.decode_batch(rows, epoch, batch)
+        if slot < 0:
+            return batch.message(len(rows))
+        return {"slot": slot, "worker": worker, "size": len(rows), "pair_id": batch.pair_id[:len(rows)],
+                "source": batch.source[:len(rows)]}
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+class _Batches(IterableDataset):
+    """A :class:`ShardStream`'s batch messages (:meth:`ShardStream.batches`), for a DataLoader that does not
+    batch (``batch_size=None``)."""
+
+    def __init__(self, stream: ShardStream, slots: WorkerSlots | None) -> None:
+        super().__init__()
+        self.stream, self.slots = stream, slots
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.stream.batches(self.slots)
 
 
 # --- the loader ---------------------------------------------------------------------------------------
@@ -468,6 +553,7 @@ class ShardLoader:
         self.epoch = 0
         self._start = 0  # batches to skip at the next iteration (a loaded state)
         self._consumed = 0
+        self._slots: WorkerSlots | None = None  # shared batch buffers of the workers, kept across epochs
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch; a loaded state for another epoch is dropped."""
@@ -495,12 +581,22 @@ class ShardLoader:
         else:
             self.dataset.set_epoch(self.epoch)
         self._consumed = start
-        loader = DataLoader(self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                            drop_last=cfg.drop_last, generator=torch.Generator().manual_seed(cfg.seed),
+        # the workers batch (ShardStream.batches: decoded into the batch, no stacking copy; shared slots they
+        # reuse); the DataLoader takes their batches round-robin, as it does when it batches their samples
+        layout = self.dataset.layout(cfg.batch_size)
+        slots = None
+        if cfg.num_workers:
+            if self._slots is None:
+                self._slots = WorkerSlots(layout, cfg.num_workers)
+            slots = self._slots
+            slots.start()
+        loader = DataLoader(_Batches(self.dataset, slots), batch_size=None, collate_fn=_as_is,
+                            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
                             worker_init_fn=_worker_init if cfg.num_workers else None,
                             multiprocessing_context=_worker_context() if cfg.num_workers else None)
         try:
-            for batch in loader:
+            for msg in loader:
+                batch = slots.collect(msg) if slots else batch_of(layout, msg["buffer"], msg)
                 self._consumed += 1
                 yield batch
         finally:

@@ -300,15 +300,63 @@ def test_exact_resume(shards: Path, workers: int, weights: dict | None, k: int,
     resumed.load_state_dict(json.loads(json.dumps(state)))
     resumed.set_epoch(1)  # a trainer re-selecting the same epoch keeps the loaded position
     made = []
-    make_sample = ShardStream.make_sample
-    monkeypatch.setattr(ShardStream, "make_sample", lambda self, row, epoch: made.append(1) or make_sample(
-        self, row, epoch))
+    decode_batch = ShardStream.decode_batch
+    monkeypatch.setattr(ShardStream, "decode_batch", lambda self, rows, epoch, batch: made.extend(rows) or decode_batch(
+        self, rows, epoch, batch))
     tail = epoch_batches(resumed)
     assert_same_batches(head + tail, full)
     if workers == 0:  # skipped samples are not decoded
         assert len(made) == sum(len(b["pair_id"]) for b in tail)
     assert resumed.state_dict()["batches"] == len(full)
     assert len(epoch_batches(resumed)) == len(full)  # the next iteration is a whole epoch again
+
+
+# --- batch buffers ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_held_batches_keep_their_values_while_buffers_are_reused(shards: Path, workers: int) -> None:
+    """Buffers are reused once nothing refers to them: a batch the trainer keeps is never overwritten, and
+    a loader iterated again (a second epoch, an iteration broken off) gives what a new loader gives."""
+    cfg = small_cfg(num_workers=workers, batch_size=2, drop_last=False)
+    loader = ShardLoader(shards, cfg)
+    held, copies = [], []
+    for epoch in (0, 1, 0):
+        loader.set_epoch(epoch)
+        for batch in loader:  # keep every batch and a copy of it
+            held.append(batch)
+            copies.append({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+        for i, batch in enumerate(loader):  # drop every batch: buffers and slots come back
+            if i == 3:
+                break
+        fresh = ShardLoader(shards, cfg)
+        fresh.set_epoch(epoch)
+        assert_same_batches(epoch_batches(loader), epoch_batches(fresh))
+    assert_same_batches(held, copies)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_dropped_batches_reuse_their_buffers(shards: Path, workers: int) -> None:
+    """Batches the trainer lets go of are decoded into the same few buffers again (no fresh memory)."""
+    loader = ShardLoader(shards, small_cfg(num_workers=workers, batch_size=2))
+    for _ in loader:  # the first epoch makes the buffers (and the workers' slots)
+        pass
+    buffers = {batch["target"].untyped_storage().data_ptr() for batch in loader}
+    assert len(loader) >= 12 and len(buffers) <= (4 if workers == 0 else 4 * workers)
+
+
+def test_decode_into_a_slot_equals_decoding_alone(tmp_path: Path) -> None:
+    from imprint.shards.loader import decode_rgb
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    for fmt in ("JPEG", "PNG", "TGA"):  # TGA: OpenCV cannot read it, PIL does
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, fmt)
+        for size in (40, 24, 56):  # as stored, shrunk, grown
+            out = np.full((size, size, 3), 7, np.uint8)
+            assert decode_rgb(buf.getvalue(), size, out) is out
+            assert np.array_equal(out, decode_rgb(buf.getvalue(), size)), (fmt, size)
 
 
 def test_resume_state_checks_layout(shards: Path) -> None:
