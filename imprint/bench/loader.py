@@ -17,6 +17,7 @@ the ``stage2-sd21`` config fed at an assumed step time (no GPU here: the assumpt
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -85,6 +86,7 @@ def _replicate(shards: Path, out: Path, copies: int) -> Path:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _rows(shards: Path) -> list[dict[str, Any]]:
     columns = ["pair_id", "source", "seed", "object", "target", "mask"]
     rows = []
@@ -224,52 +226,77 @@ def _gpu_feed(per_core: float) -> dict[str, Any]:
             "cores_per_gpu": {gpu: round(v / per_core, 2) for gpu, v in need.items()}}
 
 
+def _runs(sets: dict[int, Path], n: int, reps: int) -> dict[str, list[float]]:
+    """Interleaved CPU seconds: per repetition and worker count, the floor over the N set, then loader
+    epochs over the N and the 4N set."""
+    (k1, n_set), (k4, big) = sorted(sets.items())
+    loaders = {(w, k): ShardLoader(s, LoaderConfig(batch_size=8, num_workers=w, drop_last=False))
+               for w in (0, 2) for k, s in ((k1, n_set), (k4, big))}
+    for loader in loaders.values():  # warm-up: page cache, imports, buffers and slots, and the fork server
+        _epoch(loader)  # (started by the loader, with its preloaded modules, before the floor's pool uses it)
+    runs: dict[str, list[float]] = {}
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        _floor(n_set, 2, pool)
+        for _ in range(reps):
+            for w in (0, 2):
+                runs.setdefault(f"floor_{w}", []).append(_floor(n_set, w, pool))
+                for k in (k1, k4):
+                    seconds, samples = _epoch(loaders[w, k])
+                    assert samples == n * k // k1, (samples, n, k)
+                    runs.setdefault(f"loader_{w}_{k}", []).append(seconds)
+    return runs
+
+
+def _figures(runs: dict[str, list[float]], w: int, n: int, k: tuple[int, int]) -> dict[str, Any]:
+    """Per-sample figures of one worker count: the loader's marginal cost per sample (the 4N epoch less the
+    N epoch, over the 3N samples between: start-up and other per-epoch costs cancel), its per-epoch fixed
+    cost, and whole-epoch ratios; each ratio within one repetition, then the median."""
+    med = statistics.median
+    floor = [f / n for f in runs[f"floor_{w}"]]
+    small, big = runs[f"loader_{w}_{k[0]}"], runs[f"loader_{w}_{k[1]}"]
+    n4 = n * k[1] // k[0]
+    marginal = [(b - s) / (n4 - n) for s, b in zip(small, big)]
+    return {
+        "floor_ms_per_sample": round(1e3 * med(floor), 3),
+        "loader_ms_per_sample": round(1e3 * med(marginal), 3),
+        "loader_samples_per_s_per_core": round(1 / med(marginal), 1),
+        "ratio_to_floor": round(med([m / f for m, f in zip(marginal, floor)]), 3),
+        "ratios": [round(m / f, 3) for m, f in zip(marginal, floor)],
+        "fixed_ms_per_epoch": round(1e3 * med([s - n * m for s, m in zip(small, marginal)]), 1),
+        "epoch_ratio_to_floor": {str(n): round(med([s / (n * f) for s, f in zip(small, floor)]), 3),
+                                 str(n4): round(med([b / (n4 * f) for b, f in zip(big, floor)]), 3)},
+    }
+
+
 def measure(work: Path, quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     base = _build(work, quick)
     copies = (1, 4) if quick else (2, 8)  # N and 4N; N above the shuffle buffer of both workers
     sets = {k: _replicate(base, work / f"x{k}", k) for k in copies}
-    n_set = sets[copies[0]]
-    n = read_json(n_set / "manifest.json")["rows"]
-    cfg0, cfg2 = (LoaderConfig(batch_size=8, num_workers=w, drop_last=False) for w in (0, 2))
-    loaders = {0: ShardLoader(n_set, cfg0), 2: ShardLoader(n_set, cfg2)}
+    n = read_json(sets[copies[0]] / "manifest.json")["rows"]
     reps = 2 if quick else 5
-    runs: dict[str, list[float]] = {"floor_0": [], "loader_0": [], "floor_2": [], "loader_2": []}
-    _epoch(loaders[0])  # warm-up: page cache, imports, the workers' slots, and the fork server (started by the
-    _epoch(loaders[2])  # loader, with its preloaded modules, before the floor's pool uses it)
-    with multiprocessing.get_context("forkserver").Pool(2) as pool:
-        _floor(n_set, 2, pool)
-        for _ in range(reps):
-            for w in (0, 2):
-                runs[f"floor_{w}"].append(_floor(n_set, w, pool) / n)
-                seconds, samples = _epoch(loaders[w])
-                assert samples == n, (samples, n)
-                runs[f"loader_{w}"].append(seconds / samples)
+    runs = _runs(sets, n, reps)
+    cfg = LoaderConfig(batch_size=8)
     result: dict[str, Any] = {
-        "dataset": {"pairs_n": n, "stage": 2, "object_size": cfg0.object_size, "target_size": cfg0.target_size,
-                    "batch_size": cfg0.batch_size, "repetitions": reps,
-                    "note": "N is the generated set listed twice (hard links): above both workers' shuffle buffers"},
+        "dataset": {"pairs_n": n, "pairs_4n": n * copies[1] // copies[0], "stage": 2,
+                    "object_size": cfg.object_size, "target_size": cfg.target_size, "batch_size": cfg.batch_size,
+                    "repetitions": reps, "note": "a generated 720p YouTube-VOS-layout set paired at 512 px, its "
+                    "parts listed several times (hard links): N is above both workers' shuffle buffers"},
         "floor": {"what": "decode object, target (JPEG) and mask (PNG) of every row with the loader's decoders "
                           "into new arrays, nothing else (by batch of 8: objects, then targets, then masks, the "
                           "order the loader decodes in, ~8% faster than row by row here); CPU time, one process "
                           "(0 workers) or two at once (2 workers)"},
-        "uptime_load": os.getloadavg(),
+        "loader": {"what": "ShardLoader epochs (stage 2, batch 8): CPU time of the main process and its "
+                           "DataLoader workers; per sample = the 4N epoch less the N epoch over the 3N samples "
+                           "between (start-up cancels, it is given as fixed_ms_per_epoch)"},
+        "load_average": [round(v, 2) for v in os.getloadavg()],
     }
     for w in (0, 2):
-        ratios = [lo / fl for lo, fl in zip(runs[f"loader_{w}"], runs[f"floor_{w}"])]
-        loader_ms = statistics.median(runs[f"loader_{w}"]) * 1e3
-        result[f"workers_{w}"] = {
-            "floor_ms_per_sample": round(statistics.median(runs[f"floor_{w}"]) * 1e3, 3),
-            "loader_ms_per_sample": round(loader_ms, 3),
-            "loader_samples_per_s_per_core": round(1e3 / loader_ms, 1),
-            "ratio_to_floor": round(statistics.median(ratios), 3),
-            "ratios": [round(r, 3) for r in ratios],
-        }
-    result["stages_ms_per_sample"] = _stages(n_set, cfg0)
-    result["memory_mib"] = {"pairs": {k: k * n // copies[0] for k in copies},
-                            **{f"workers_{w}": {k * n // copies[0]: _peak_rss(s, w) for k, s in sets.items()}
-                               for w in (0, 2)}}
+        result[f"workers_{w}"] = _figures(runs, w, n, copies)
+    result["stages_ms_per_sample"] = _stages(sets[copies[0]], cfg)
+    result["memory_mib"] = {f"workers_{w}": {str(k * n // copies[0]): _peak_rss(s, w) for k, s in sets.items()}
+                            for w in (0, 2)}
     result["gpu_feed"] = _gpu_feed(result["workers_2"]["loader_samples_per_s_per_core"])
     result["targets"] = {"ratio_to_floor": f"<= {TARGET} (0 and 2 workers)", "memory": "flat from N to 4N"}
     result["meets_target"] = {f"ratio_workers_{w}": result[f"workers_{w}"]["ratio_to_floor"] <= TARGET
