@@ -2,7 +2,9 @@
 composite out, with background blending (the paper's Fig. 3).
 
 ``CompositingPipeline.from_pretrained(RUN2/final)`` loads a stage-2 export (diffusers-style folders:
-``unet/``, ``vae/``, ``scheduler/``, ``encoder/``, ``config.json``); ``save_pretrained`` writes one.
+``unet/``, ``vae/``, ``scheduler/``, ``encoder/``, ``config.json``); ``save_pretrained`` writes one. Both are
+:class:`imprint.train.export.Compositor`'s, the one reader and writer of that folder (the trainer writes
+its export with it too).
 Blending: at every denoising step the latent outside the (dilated) mask is replaced by the background's
 latent noised to that step; the decoded region is pasted back with a feathered mask that is zero outside
 the dilated region, so every pixel outside it equals the background exactly.
@@ -10,8 +12,6 @@ the dilated region, so every pixel outside it equals the background exactly.
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +26,8 @@ from imprint.errors import UsageError
 from imprint.geometry import (Window, binarize, object_crop, object_pixels, resize_labels, resize_stored, target_crop,
                               target_pixels, to_rgb)
 from imprint.masks import mask_bbox
-from imprint.train.models import COMPOSITOR_TYPE, ImageEncoder, ModelFolderError, read_model_config
+from imprint.train.export import Compositor
+from imprint.train.models import VAE, ImageEncoder, ModelFolderError, NoiseScheduler, UNet
 from imprint.train.sampling import decode_latents, denoise
 
 SCHEDULERS = ("ddim", "dpm++")
@@ -105,12 +106,12 @@ class ModelInputs:
     backgrounds: list[np.ndarray]  # the backgrounds as H x W x 3 uint8
 
 
-class CompositingPipeline:
+class CompositingPipeline(Compositor):
     """Stage-2 model + VAE + scheduler + image encoder, ready to composite."""
 
-    def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, scheduler: Any, encoder: ImageEncoder,
+    def __init__(self, unet: UNet, vae: VAE, scheduler: NoiseScheduler, encoder: ImageEncoder,
                  config: dict[str, Any]) -> None:
-        self.unet, self.vae, self.scheduler, self.encoder, self.config = unet, vae, scheduler, encoder, config
+        super().__init__(unet, vae, scheduler, encoder, config)
         self.resolution = int(config["resolution"])
         self.object_size = int(config["object_size"])
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -122,24 +123,18 @@ class CompositingPipeline:
         return next(self.unet.parameters()).device
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, scheduler: str = "ddim", device: str | torch.device | None = None,
+    def from_pretrained(cls, folder: str | Path, scheduler: Any = "ddim", device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> "CompositingPipeline":
-        from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+        """Load a stage-2 export with the ``scheduler`` named (``ddim`` or ``dpm++``), on ``device`` in ``dtype``."""
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-        folder = Path(folder)
-        try:
-            config = read_model_config(folder)
-        except ModelFolderError as exc:
-            raise CompositeInputError(str(exc)) from None
-        if config.get("type") != COMPOSITOR_TYPE:
-            raise CompositeInputError(f"{folder} is a {config.get('type')!r} folder, not a stage-2 compositor: pass "
-                                      f"the final/ folder of an `imprint train --stage 2` run")
         if scheduler not in SCHEDULERS:
             raise CompositeInputError(f"scheduler must be one of {', '.join(SCHEDULERS)}")
         sched_cls = DDIMScheduler if scheduler == "ddim" else DPMSolverMultistepScheduler
-        pipe = cls(UNet2DConditionModel.from_pretrained(folder / "unet"), AutoencoderKL.from_pretrained(folder / "vae"),
-                   sched_cls.from_pretrained(folder / "scheduler"), ImageEncoder.from_pretrained(folder / "encoder"),
-                   config)
+        try:
+            pipe = super().from_pretrained(folder, sched_cls)
+        except ModelFolderError as exc:
+            raise CompositeInputError(str(exc)) from None
         return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "CompositingPipeline":
@@ -147,17 +142,6 @@ class CompositingPipeline:
             module.to(device=device, dtype=dtype)
         self.vae.to(device=device)  # the VAE stays in float32 (fp16 VAEs overflow)
         return self
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        if folder.exists():
-            shutil.rmtree(folder)
-        self.unet.save_pretrained(folder / "unet", safe_serialization=True)
-        self.vae.save_pretrained(folder / "vae", safe_serialization=True)
-        self.scheduler.save_pretrained(folder / "scheduler")
-        self.encoder.save_pretrained(folder / "encoder", stage=2)
-        (folder / "config.json").write_text(json.dumps(self.config, indent=1, default=str))
-        return folder
 
     # --- preparation ---------------------------------------------------------------------------------
 
@@ -249,7 +233,7 @@ class CompositingPipeline:
         return (images_out, [p[1] for p in pasted]) if return_regions else images_out
 
     def _paste(self, background: np.ndarray, win, generated: np.ndarray, region: np.ndarray,
-               opts: CompositeOptions) -> np.ndarray:
+               opts: CompositeOptions) -> tuple[np.ndarray, np.ndarray]:
         """Paste the generated square back with a feathered mask that is zero outside the dilated region."""
         h, w = background.shape[:2]
         side = win.side

@@ -83,18 +83,25 @@ def build_parser(chosen: Command | None = None) -> tuple[argparse.ArgumentParser
     return parser, module
 
 
-def _quiet_environment() -> None:
-    """Keep third-party libraries from phoning home or printing banners on every command."""
+def _quiet_environment(debug: bool = False) -> None:
+    """Keep third-party libraries from phoning home or printing banners on every command.
+
+    transformers, diffusers and huggingface_hub set their own loggers' levels from these variables when they
+    are imported (after :func:`setup_logging`), so their chatter is turned down here, not in ``imprint.logs``.
+    """
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if not debug:
+        for var in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_VERBOSITY"):
+            os.environ.setdefault(var, "error")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _quiet_environment()
+    _quiet_environment(debug="--debug" in argv)
     chosen = _chosen(argv)
     parser, module = build_parser(chosen)
     args = parser.parse_args(argv)

@@ -8,10 +8,12 @@ only reads a manifest stay light.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,44 @@ def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
         os.replace(dst, old)
     os.replace(src, dst)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A folder that appears whole or not at all: fill the temporary folder this yields.
+
+    It lies beside ``path`` (``<name>.tmp-<pid>-<thread>``, so concurrent writers never share one) and
+    is moved over ``path`` (:func:`replace_dir`) when the block ends; on an error it is
+    removed and ``path`` is left as it was. :func:`remove_stale_dirs` clears those a kill left.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}{TMP_SUFFIX}-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, path)
+
+
+def is_temporary_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder :func:`atomic_dir` is writing (or :func:`replace_dir` is replacing):
+    readers of a folder of such folders skip them."""
+    name = Path(path).name
+    return f"{TMP_SUFFIX}-" in name or name.endswith(".old")
+
+
+def remove_stale_dirs(parent: str | os.PathLike[str]) -> None:
+    """Remove the temporary folders :func:`atomic_dir` (and :func:`replace_dir`'s ``.old``) left in ``parent``
+    when a writer was killed.
+
+    Call it before a job starts writing there, never while writers run.
+    """
+    for stale in Path(parent).glob("*"):
+        if stale.is_dir() and is_temporary_dir(stale):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 
-# Third-party loggers that print banners or per-call chatter at INFO/WARNING on every command.
-QUIET = ("ray", "filelock", "urllib3", "httpx", "httpcore", "PIL", "matplotlib", "accelerate", "diffusers",
-         "transformers", "huggingface_hub", "torch.distributed")
+# Third-party loggers that print banners or per-call chatter at INFO/WARNING on every command. Importing Ray
+# sets its "ray" logger back to INFO (after this setup, since Ray is imported only when a job starts), so its
+# sub-packages are quieted too: their level is what their records obey. Among them is the token-auth banner
+# that every local Ray prints ("Token authentication is enabled for this Ray cluster ...").
+QUIET = ("ray", "ray._private", "ray._common", "ray.util", "ray.runtime_env", "ray.autoscaler", "filelock",
+         "urllib3", "httpx", "httpcore", "PIL", "matplotlib", "accelerate", "diffusers", "transformers",
+         "huggingface_hub", "torch.distributed")
 
 
 class _Plain(logging.Formatter):

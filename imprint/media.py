@@ -45,7 +45,24 @@ def probe_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, full: bool = Fa
     ``max_pixels``, and the file is not truncated (JPEG/PNG end markers). With
     ``full`` the image is decoded too (catches corruption inside the data).
     """
+    w, h, _ = _read_image(path, max_pixels, full=full, rgb=False)
+    return w, h
+
+
+def read_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a whole image to RGB uint8 (HxWx3), for steps that need its pixels (segmentation).
+
+    The checks of :func:`probe_image` with ``full``, with the same drop reasons (``missing_file``,
+    ``empty_file``, ``decompression_bomb``, ``truncated_image``, ``corrupt_image``).
+    """
+    _, _, rgb = _read_image(path, max_pixels, full=True, rgb=True)
+    assert rgb is not None
+    return rgb
+
+
+def _read_image(path: str, max_pixels: int, full: bool, rgb: bool) -> tuple[int, int, np.ndarray | None]:
     size = _check_size(path)
+    pixels = None
     try:
         with open(path, "rb") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -53,8 +70,10 @@ def probe_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, full: bool = Fa
                 w, h = im.size
                 fmt = im.format
                 _check_pixels(path, w, h, max_pixels)
-                if full:
+                if full or rgb:
                     im.load()
+                if rgb:
+                    pixels = np.asarray(im.convert("RGB"))
             f.seek(max(0, size - 64))
             tail = f.read()
     except Drop:
@@ -66,7 +85,7 @@ def probe_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, full: bool = Fa
             raise Drop("truncated_image", f"{path}: {exc}") from None
         raise Drop("corrupt_image", f"{path} cannot be decoded: {exc}") from None
     _check_tail(path, fmt, tail)
-    return w, h
+    return w, h, pixels
 
 
 def read_label_map(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

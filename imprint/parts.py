@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +65,40 @@ def prepare_out_dir(out_dir: Path, job: dict[str, Any], overwrite: bool) -> None
         stale.unlink()
 
 
-def run_parts(executor: Any, fn: Any, todo: list[Any], label: str, unit: str, count: Any, log: Any) -> dict[str, str]:
+@dataclass(slots=True)
+class PartsRun:
+    """What :func:`run_parts` saw: the parts that failed as a whole, and those run again after a lost worker."""
+
+    failed: dict[str, str] = field(default_factory=dict)  # part name -> our traceback, or the lost worker's error
+    retried: dict[str, int] = field(default_factory=dict)  # part name -> times run again (worker or node lost)
+
+    def retried_list(self, key: str = "part") -> list[dict[str, Any]]:
+        """``retried`` for a report: ``[{key: name, "retries": n}, ...]`` by name."""
+        return [{key: name, "retries": n} for name, n in sorted(self.retried.items())]
+
+
+def run_parts(executor: Any, fn: Any, todo: list[Any], label: str, unit: str, count: Any, log: Any) -> PartsRun:
     """Run the unfinished parts ``todo`` (tasks with a ``name``) on ``executor`` with one progress line per part.
 
-    ``count(marker)`` is how many ``unit`` (frames, pairs) a finished part made, for the rate. Returns
-    ``{part name: error}`` of the parts that failed as a whole (our exception's traceback, or a lost worker).
+    Each task writes its part and marker where the job's output lives and returns the marker (a small dict
+    with its ``rows``): only markers come back to this process, never a part's rows. ``count(marker)`` is
+    how many ``unit`` (frames, pairs) a finished part made, for the rate.
     """
     t0 = time.perf_counter()
-    failed: dict[str, str] = {}
+    result = PartsRun()
     done = 0
     for n, outcome in enumerate(executor.run(fn, todo), 1):
         task = todo[outcome.index]
+        if outcome.retries:
+            result.retried[task.name] = outcome.retries
         if outcome.ok:
             done += count(outcome.result)
             rate = done / max(time.perf_counter() - t0, 1e-9)
             log(f"[{label}] {task.name} done ({n}/{len(todo)}): {outcome.result['rows']} rows, {rate:.1f} {unit}/s")
         else:
-            failed[task.name] = outcome.error or ""
+            result.failed[task.name] = outcome.error or ""
             log(f"[{label}] {task.name} FAILED ({n}/{len(todo)}):\n{outcome.error}")
-    return failed
+    if result.retried:
+        log(f"[{label}] {len(result.retried)} part(s) ran again after their worker or node was lost: "
+            f"{', '.join(sorted(result.retried))}")
+    return result

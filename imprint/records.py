@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-RECORDS_SCHEMA_VERSION = "records/1"
+RECORDS_SCHEMA_VERSION = "records/2"
 
 RECORDS_SCHEMA = pa.schema(
     [
@@ -28,11 +28,15 @@ RECORDS_SCHEMA = pa.schema(
         pa.field("bbox", pa.list_(pa.field("element", pa.int32()), 4), nullable=False),
         pa.field("area_frac", pa.float32(), nullable=False),
         pa.field("category", pa.string(), nullable=True),
+        pa.field("licence", pa.string(), nullable=False),
+        pa.field("attribution", pa.string(), nullable=True),
     ],
     metadata={
         b"imprint.schema": RECORDS_SCHEMA_VERSION.encode(),
         b"mask": b"1-bit PNG of the full frame, 1 = object",
         b"bbox": b"[x0, y0, x1, y1) in pixels",
+        b"licence": b"the item's licence (the source's, or the item's own where it has one)",
+        b"attribution": b"who to credit for the item, and where it comes from",
     },
 )
 
@@ -54,6 +58,8 @@ class ObjectRecord:
     bbox: tuple[int, int, int, int]
     area_frac: float
     category: str | None = None
+    licence: str = ""
+    attribution: str | None = None
 
 
 def records_to_table(records: list[ObjectRecord]) -> pa.Table:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import traceback
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from imprint.errors import ImprintError
@@ -41,25 +40,38 @@ class Frame:
     annotation: str | None
     expected: tuple[tuple[str, str | None], ...] | None = None
 
+    @property
+    def annotation_file(self) -> str:
+        """The annotation's path (the shared step asks a reader only about frames that have one)."""
+        if self.annotation is None:
+            raise Drop("missing_annotation", f"no annotation for frame {self.image}")
+        return self.annotation
+
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """A video, a capture or a photo group: the frames that pairs may combine."""
+    """A video, a capture or a photo group: the frames that pairs may combine.
+
+    ``licence`` and ``attribution`` are this group's own (an Objaverse object's licence and author);
+    None takes the source's (:class:`~imprint.ingest.sources.SourceDef`), filled in when the job is planned.
+    """
 
     group_id: str
     frames: tuple[Frame, ...]
     missing_reason: str = "missing_annotation"  # reason for a frame without annotation
-    info: dict = field(default_factory=dict)
+    licence: str | None = None
+    attribution: str | None = None
 
 
 InstanceMasks = dict[str, tuple[np.ndarray, str | None]]
 
 
 class Source(ABC):
-    """A reader of one official layout."""
+    """A reader of one layout: it lists groups and decodes annotations, nothing else.
 
-    name: str
-    licence: str = ""
+    Everything else about a source (name, kind, licence, settings) is its
+    :class:`~imprint.ingest.sources.SourceDef`.
+    """
 
     @abstractmethod
     def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
@@ -86,13 +98,6 @@ def _border_sides(bbox: tuple[int, int, int, int], w: int, h: int) -> int:
     return int(x0 == 0) + int(y0 == 0) + int(x1 == w) + int(y1 == h)
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label map or mask to (width, height)."""
-    if (mask.shape[1], mask.shape[0]) == size:
-        return mask
-    return cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-
-
 def filter_reason(bbox: tuple[int, int, int, int], area: int, w: int, h: int, cfg: IngestConfig) -> str | None:
     """The quality-filter reason that drops this object, or None to keep it."""
     frac = area / float(w * h)
@@ -107,8 +112,8 @@ def filter_reason(bbox: tuple[int, int, int, int], area: int, w: int, h: int, cf
     return None
 
 
-def process_group(source: Source, group: Group, cfg: IngestConfig, stats: Stats) -> list[ObjectRecord]:
-    """Turn one group into object records, counting every item kept or dropped.
+def process_group(source: Source, name: str, group: Group, cfg: IngestConfig, stats: Stats) -> list[ObjectRecord]:
+    """Turn one group into object records of source ``name``, counting every item kept or dropped.
 
     An item is a (frame, object) pair, or a frame when its objects cannot be known
     (its annotation is missing or broken and no meta file lists them).
@@ -128,7 +133,7 @@ def process_group(source: Source, group: Group, cfg: IngestConfig, stats: Stats)
     for frame in frames:
         item = f"{group.group_id}/{frame.name}"
         try:
-            candidates.extend(_frame_records(source, group, frame, index[frame.name], cfg, stats))
+            candidates.extend(_frame_records(source, name, group, frame, index[frame.name], cfg, stats))
         except Drop as drop:
             stats.drop(drop.reason, _n_items(frame), item=item, error=drop.detail or drop.reason)
         except Exception:  # noqa: BLE001 - a bug or an unforeseen input: counted, never fatal
@@ -136,7 +141,7 @@ def process_group(source: Source, group: Group, cfg: IngestConfig, stats: Stats)
     return _keep_multi_frame(candidates, cfg, stats)
 
 
-def _frame_records(source: Source, group: Group, frame: Frame, frame_index: int, cfg: IngestConfig,
+def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_index: int, cfg: IngestConfig,
                    stats: Stats) -> list[ObjectRecord]:
     if frame.annotation is None or not Path(frame.annotation).exists():
         raise Drop(group.missing_reason, f"no annotation for frame {frame.image}")
@@ -144,13 +149,13 @@ def _frame_records(source: Source, group: Group, frame: Frame, frame_index: int,
     found = source.instances(frame, (w, h), cfg)
     expected = frame.expected if frame.expected is not None else tuple(
         (iid, cat) for iid, (_, cat) in sorted(found.items(), key=lambda kv: frame_sort_key(kv[0])))
-    out = []
+    out: list[ObjectRecord] = []
     for instance_id, category in expected:
         mask, found_category = found.get(instance_id, (None, None))
         category = category or found_category
         packed = pack_mask(mask) if mask is not None else None
         bbox = packed_bbox(packed) if packed is not None else None
-        if bbox is None:
+        if mask is None or packed is None or bbox is None:
             stats.drop("empty_mask", item=f"{group.group_id}/{frame.name}/{instance_id}",
                        error=f"instance {instance_id} has no pixels in {frame.annotation}")
             continue
@@ -160,11 +165,12 @@ def _frame_records(source: Source, group: Group, frame: Frame, frame_index: int,
             stats.drop(reason)
             continue
         out.append(ObjectRecord(
-            source=source.name, group_id=group.group_id, instance_id=instance_id,
+            source=name, group_id=group.group_id, instance_id=instance_id,
             frame_index=frame_index, frame_name=frame.name, image_uri=frame.image,
             annotation_uri=frame.annotation, width=w, height=h,
             mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
-            area_frac=area / float(w * h), category=category))
+            area_frac=area / float(w * h), category=category,
+            licence=group.licence or "", attribution=group.attribution))
     return out
 
 

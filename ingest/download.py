@@ -1,8 +1,9 @@
-"""The download layer shared by every remote source: fetch, retry, check, cache, account.
+"""The fetcher shared by every downloaded source: fetch, retry, check, cache.
 
-A remote source is *materialised* into local files first, then read by an ordinary
-:class:`imprint.ingest.base.Source` reader through ``run_ingest``. This module does
-the first half for any list of URLs:
+A downloaded source is *materialised* into local files first, then read by an ordinary
+:class:`imprint.ingest.base.Source` reader through ``run_ingest``. This module fetches
+for any list of URLs; :mod:`imprint.ingest.ledger` runs the items as resumable chunks
+and keeps their statuses.
 
 - :class:`Fetcher` fetches one URL to one file with bounded concurrency (threads,
   plus a per-host limit), retries transient failures (timeouts, connection errors,
@@ -11,14 +12,10 @@ the first half for any list of URLs:
   checksum when one is given, then renames atomically: a kill never leaves a
   half-written file under the final name. A file already in place is not fetched
   again (``cached``).
-- Every item ends with an :class:`ItemStatus` (``ok``, ``cached``, ``failed_download``,
-  ``bad_checksum``, ``too_large``, ``failed_decode``, ``failed_segment``,
-  ``failed_render``, ``error``) with its error text, attempts and bytes.
-- :func:`run_downloads` chunks the items into tasks with deterministic names, maps
-  them on an :class:`imprint.executor.Executor` (local or Ray) and keeps a status
-  ledger ``status/part-NNNNN.parquet``, written atomically per task. A rerun never
-  fetches an ``ok``/``cached`` item again; failed items are retried only with
-  ``retry_failed`` (``--retry-failed``).
+- Every item ends with an :class:`ItemStatus`: ``ok`` or ``cached``, or the reason it
+  failed (``failed_download``, ``bad_checksum``, ``too_large``, and after the fetch the
+  step's own: ``failed_decode``, ``failed_segment``, ``failed_render``, ``error``, …)
+  with its error text, attempts and bytes.
 
 Secrets in URLs (query parameters named ``key``, ``token``, ``api_key`` …) never reach
 a log, a status or a file name: see :func:`redact_url`.
@@ -32,32 +29,23 @@ import hashlib
 import json
 import os
 import random
-import sys
 import threading
 import time
 import traceback
 import urllib.parse
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import Any
 
 from imprint import __version__
 from imprint.errors import ImprintError
-from imprint.executor import Executor
+from imprint.io import sha256_file
 
-OK_STATUSES = frozenset({"ok", "cached"})
-FAILED_STATUSES = frozenset({"failed_download", "bad_checksum", "too_large", "failed_decode", "failed_segment",
-                             "failed_render", "error"})
-STATUSES = tuple(sorted(OK_STATUSES | FAILED_STATUSES))
+OK_STATUSES = frozenset({"ok", "cached"})  # every other status is a failure, named by its reason
 SECRET_PARAMS = frozenset({"key", "token", "api_key", "apikey", "access_token", "auth", "signature", "sig"})
 REDACTED = "REDACTED"
-STATUS_DIR = "status"
 DEFAULT_USER_AGENT = f"imprint/{__version__} (dataset builder; python-httpx)"
 WRITE_BLOCK = 2**20  # bytes buffered before a write: fewer GIL hand-offs with many threads
 
@@ -146,11 +134,6 @@ class ItemStatus:
         return cls(**{k: v for k, v in row.items() if k in names})
 
 
-LEDGER_SCHEMA = pa.schema([
-    ("item_id", pa.string()), ("url", pa.string()), ("status", pa.string()), ("error", pa.string()),
-    ("attempts", pa.int32()), ("bytes", pa.int64()), ("path", pa.string()), ("seconds", pa.float64()),
-    ("updated", pa.float64()), ("extra", pa.string()),
-])
 
 
 def redact_url(url: str) -> str:
@@ -215,13 +198,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
-
-def sha256_file(path: Path, chunk: int = 2**20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(slots=True)
@@ -409,286 +385,3 @@ class Fetcher:
                 return _Attempt("fail", "bad_checksum", f"sha256 {h.hexdigest()} != expected {want}", nbytes=n)
             os.replace(part, dest)
             return _Attempt("ok", nbytes=n)
-
-
-# --------------------------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """Items/s and failure ratio, at most once every ``interval`` seconds (and once at the end).
-
-    Lines go to ``emit`` when given (a job's log), else to ``stream`` (stderr).
-    """
-
-    def __init__(self, total: int, label: str = "download", stream: Any = None, interval: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic, emit: Callable[[str], None] | None = None) -> None:
-        self.total = total
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self._emit = emit
-        self.interval = interval
-        self._clock = clock
-        self._t0 = clock()
-        self._last = -float("inf")
-        self.done = 0
-        self.failed = 0
-        self._lock = threading.Lock()
-
-    def update(self, statuses: Iterable[ItemStatus]) -> None:
-        with self._lock:
-            for st in statuses:
-                self.done += 1
-                self.failed += st.status in FAILED_STATUSES
-            now = self._clock()
-            if now - self._last >= self.interval:
-                self._last = now
-                self._print(now)
-
-    def line(self, now: float | None = None) -> str:
-        elapsed = max((self._clock() if now is None else now) - self._t0, 1e-9)
-        ratio = self.failed / self.done if self.done else 0.0
-        return (f"[{self.label}] {self.done}/{self.total} items, {self.done / elapsed:.1f} items/s, "
-                f"failed {self.failed} ({100 * ratio:.1f}%)")
-
-    def close(self) -> None:
-        with self._lock:
-            self._print(self._clock())
-
-    def _print(self, now: float) -> None:
-        if self._emit is not None:
-            self._emit(self.line(now))
-        else:
-            print(self.line(now), file=self.stream, flush=True)
-
-
-# --------------------------------------------------------------------------------------------- ledger
-
-
-def write_status_part(status_dir: Path, index: int, statuses: Sequence[ItemStatus]) -> Path:
-    """Write one task's statuses to ``status_dir/part-NNNNN.parquet`` atomically (temp name, then rename)."""
-    status_dir = Path(status_dir)
-    status_dir.mkdir(parents=True, exist_ok=True)
-    final = status_dir / f"part-{index:05d}.parquet"
-    tmp = status_dir / f"part-{index:05d}.parquet.tmp"
-    rows = sorted((s.to_row() for s in statuses), key=lambda r: r["item_id"])
-    pq.write_table(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), tmp)
-    os.replace(tmp, final)
-    return final
-
-
-def load_status_parts(status_dir: Path) -> dict[int, list[ItemStatus]]:
-    """The statuses of each ledger part, by part index (``{}`` when there is no ledger).
-
-    An unreadable part (a foreign or damaged file) raises :class:`DownloadError`.
-    """
-    status_dir = Path(status_dir)
-    parts: dict[int, list[ItemStatus]] = {}
-    if not status_dir.is_dir():
-        return parts
-    for path in sorted(status_dir.glob("part-*.parquet")):
-        try:
-            index = int(path.stem.split("-", 1)[1])
-            rows = pq.read_table(path).to_pylist()
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise DownloadError(f"status ledger {path} is unreadable ({exc}); delete it and rerun: its items "
-                                f"will be checked again (files already in place are not fetched)") from None
-        parts[index] = [ItemStatus.from_row(row) for row in rows]
-    return parts
-
-
-def latest(parts: dict[int, list[ItemStatus]]) -> dict[str, ItemStatus]:
-    """Every item's latest status over all parts (the latest ``updated`` wins where parts overlap)."""
-    out: dict[str, ItemStatus] = {}
-    for index in sorted(parts):
-        for st in parts[index]:
-            old = out.get(st.item_id)
-            if old is None or st.updated >= old.updated:
-                out[st.item_id] = st
-    return out
-
-
-def load_status(status_dir: Path) -> dict[str, ItemStatus]:
-    """Every item's latest status from a ledger folder ``status_dir`` (``{}`` when there is none).
-
-    Parts overlap when the item list changed between runs (a part keeps the items it
-    held before): the status with the latest ``updated`` time wins.
-    """
-    return latest(load_status_parts(status_dir))
-
-
-class HasItemId(Protocol):
-    item_id: str
-    url: str
-
-
-def select_items(all_items: Sequence[HasItemId], ledger: dict[str, ItemStatus], retry_failed: bool) -> list:
-    """The items to attempt: never attempted ones, plus failed ones when ``retry_failed``; never ok/cached ones."""
-    todo = []
-    for item in all_items:
-        st = ledger.get(item.item_id)
-        if st is None or (retry_failed and not st.ok):
-            todo.append(item)
-    return todo
-
-
-# --------------------------------------------------------------------------------------------- jobs
-
-
-@dataclass(frozen=True)
-class DownloadItem:
-    """One file to fetch: ``url`` to ``dest``, checked against ``sha256`` when given."""
-
-    item_id: str
-    url: str
-    dest: str
-    sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class FetchJob:
-    """The plain batch step: fetch :class:`DownloadItem` s with one :class:`Fetcher` (picklable, for Ray)."""
-
-    cfg: DownloadConfig = DownloadConfig()
-
-    def __call__(self, items: Sequence[DownloadItem]) -> list[ItemStatus]:
-        with Fetcher(self.cfg) as fetcher:
-            return fetcher.fetch_many([(it.item_id, it.url, it.dest, it.sha256) for it in items])
-
-
-@dataclass(frozen=True)
-class DownloadTask:
-    """One chunk: ``items`` to attempt, ``carried`` statuses of the chunk's other items (kept as they were)."""
-
-    index: int
-    items: tuple
-    carried: tuple[ItemStatus, ...]
-    status_dir: str
-    fn: Callable[[Sequence[Any]], list[ItemStatus]]
-
-    @property
-    def name(self) -> str:
-        return f"part-{self.index:05d}"
-
-
-def run_download_task(task: DownloadTask) -> list[dict[str, Any]]:
-    """Run one chunk through its step and write its ledger part (last). Returns its statuses as rows."""
-    statuses = list(task.fn(list(task.items)))
-    by_id = {s.item_id: s for s in statuses}
-    for item in task.items:  # a step that forgot an item: say so rather than lose it
-        if item.item_id not in by_id:
-            by_id[item.item_id] = ItemStatus(item.item_id, redact_url(item.url), "error",
-                                             "the step returned no status for this item", updated=time.time())
-    merged = {s.item_id: s for s in task.carried}
-    merged.update(by_id)
-    write_status_part(Path(task.status_dir), task.index, list(merged.values()))
-    return [by_id[item.item_id].to_row() for item in task.items]
-
-
-def summarize(statuses: Iterable[ItemStatus]) -> dict[str, Any]:
-    """Counts by status, plus the step's ``extra`` counts (``objects`` kept, ``dropped`` by reason)."""
-    counts: Counter = Counter()
-    dropped: Counter = Counter()
-    objects = 0
-    nbytes = 0
-    for st in statuses:
-        counts[st.status] += 1
-        nbytes += st.bytes or 0
-        objects += int(st.extra.get("objects", 0))
-        dropped.update(st.extra.get("dropped", {}))
-    return {"counts": dict(sorted(counts.items())), "bytes": nbytes, "objects": objects,
-            "dropped": dict(sorted(dropped.items()))}
-
-
-def run_downloads(items: Sequence[HasItemId], out_dir: Path, fn: Callable[[Sequence[Any]], list[ItemStatus]],
-                  executor: Executor, chunk: int = 256, *, retry_failed: bool = False, label: str = "download",
-                  log: Callable[[str], None] | None = None, progress_interval: float = 2.0) -> dict[str, Any]:
-    """Run ``fn`` over ``items`` in chunks on ``executor``, keeping the ledger ``out_dir/status/``.
-
-    Chunk ``i`` is items ``chunk*i …`` of the list sorted by ``item_id`` (its ledger part
-    is ``status/part-NNNNN.parquet``). A chunk whose items are all done (``ok``/``cached``,
-    or failed without ``retry_failed``) is not run. ``fn`` gets the chunk's items to
-    attempt and returns an :class:`ItemStatus` for each; it must be picklable for Ray
-    (a module-level function or a frozen dataclass with ``__call__``).
-
-    Returns ``{"items", "attempted", "counts", "this_run", "failed_tasks", "failures",
-    "objects", "dropped", "bytes", "seconds"}``: ``counts`` over every item of the list
-    (ledger included), ``this_run`` over the items attempted now. A task that failed as a
-    whole is listed in ``failed_tasks`` with its error; its items stay unattempted.
-    """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if chunk < 1:
-        raise ValueError("chunk must be >= 1")
-    t0 = time.perf_counter()
-    ordered = sorted(items, key=lambda it: it.item_id)
-    ids = [it.item_id for it in ordered]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i, c in Counter(ids).items() if c > 1)
-        raise ValueError(f"item ids must be unique; {dup!r} appears more than once")
-    status_dir = Path(out_dir) / STATUS_DIR
-    status_dir.mkdir(parents=True, exist_ok=True)
-    for stale in status_dir.glob("*.tmp"):
-        stale.unlink()
-    old_parts = load_status_parts(status_dir)
-    ledger = latest(old_parts)
-    tasks = []
-    for index, start in enumerate(range(0, len(ordered), chunk)):
-        part = ordered[start:start + chunk]
-        todo = select_items(part, ledger, retry_failed)
-        if not todo:
-            continue
-        todo_ids = {it.item_id for it in todo}
-        # The rewritten part keeps what it held (items of an earlier, different list included) and this
-        # chunk's other items' statuses: a ledger never forgets an item.
-        carried = {s.item_id: s for s in old_parts.get(index, []) if s.item_id not in todo_ids}
-        carried.update((it.item_id, ledger[it.item_id]) for it in part
-                       if it.item_id not in todo_ids and it.item_id in ledger)
-        tasks.append(DownloadTask(index, tuple(todo), tuple(carried.values()), str(status_dir), fn))
-    n_todo = sum(len(t.items) for t in tasks)
-    log(f"[{label}] {len(ordered)} items; {len(ordered) - n_todo} already done"
-        f"{'' if retry_failed else ' or failed (pass --retry-failed to retry failures)'}, {n_todo} to attempt "
-        f"in {len(tasks)} task(s) on the {executor.name} executor")
-    progress = Progress(n_todo, label, interval=progress_interval, emit=log)
-    now: dict[str, ItemStatus] = {}
-    failed_tasks: dict[str, str] = {}
-    for outcome in executor.run(run_download_task, tasks):
-        task = tasks[outcome.index]
-        if outcome.ok:
-            sts = [ItemStatus.from_row(r) for r in outcome.result]
-            now.update((s.item_id, s) for s in sts)
-            progress.update(sts)
-        else:
-            failed_tasks[task.name] = outcome.error or ""
-            log(f"[{label}] task {task.name} FAILED:\n{outcome.error}")
-    if tasks:
-        progress.close()
-    final = {**ledger, **now}
-    listed = [final[i] for i in ids if i in final]
-    total = summarize(listed)
-    this_run = summarize(now.values())
-    report = {
-        "items": len(ordered), "attempted": len(now), "not_attempted": len(ordered) - len(listed),
-        "counts": total["counts"], "this_run": this_run["counts"], "objects": total["objects"],
-        "dropped": total["dropped"], "bytes": total["bytes"],
-        "failed_tasks": [{"task": k, "error": v} for k, v in sorted(failed_tasks.items())],
-        "failures": [{"item": s.item_id, "url": s.url, "status": s.status, "error": s.error}
-                     for s in listed if not s.ok][:1000],
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    log(f"[{label}] " + ", ".join(f"{k} {v}" for k, v in report["counts"].items()) +
-        (f"; {len(failed_tasks)} task(s) failed" if failed_tasks else ""))
-    return report
-
-
-def write_report(path: Path, report: dict[str, Any]) -> None:
-    """Write a report as JSON atomically."""
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-def raise_for_failed_tasks(report: dict[str, Any], where: Path) -> None:
-    """Make a job with failed tasks fail loudly, naming them (per-item failures are statuses, not errors)."""
-    if report["failed_tasks"]:
-        names = ", ".join(t["task"] for t in report["failed_tasks"])
-        raise DownloadError(f"{len(report['failed_tasks'])} task(s) failed as a whole: {names}; their errors are "
-                            f"in {where}; run the same command again to retry them")

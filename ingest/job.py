@@ -6,31 +6,35 @@ function of its inputs. It is written under a temporary name and renamed, then i
 marker ``part-NNNNN.json`` (counts, failures, the inputs' fingerprint) is written
 last: a rerun skips every part whose marker matches and redoes the rest, so a
 killed job finishes without duplicating a row.
+
+A job is planned first (:func:`plan_ingest`: the archive unpacked, the layout checked,
+the groups listed; no executor needed), then run (:func:`run_plan`). For a
+materialised source, the failed items of its ledger are counted in the same report.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from imprint import __version__
-from imprint.archive import extract_archive, is_archive, archive_stem
+from imprint.archive import archive_stem, extract_archive, is_archive
 from imprint.config import config_dict, fingerprint
 from imprint.errors import ImprintError
 from imprint.executor import Executor
-from imprint.io import write_json_atomic
-from imprint.parts import JobConflict, is_done, marker_path, prepare_out_dir, read_marker, run_parts
-from imprint.ingest.base import Group, process_group
+from imprint.ingest.base import Group, Source, process_group
 from imprint.ingest.config import IngestConfig
-from imprint.ingest.sources import get_source
-from imprint.records import RECORDS_SCHEMA, records_to_table
+from imprint.ingest.ledger import ledger_drops
+from imprint.ingest.sources import SourceDef, get_source
+from imprint.io import write_json_atomic, write_parquet_atomic
+from imprint.parts import JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker, run_parts
+from imprint.records import RECORDS_SCHEMA_VERSION, records_to_table
 from imprint.stats import Stats
+
+log = logging.getLogger(__name__)
 
 ROW_GROUP_SIZE = 256
 
@@ -42,6 +46,7 @@ class IngestError(ImprintError, RuntimeError):
 @dataclass(frozen=True)
 class PartTask:
     source: str
+    reader: Source
     index: int
     groups: tuple[Group, ...]
     cfg: IngestConfig
@@ -52,23 +57,21 @@ class PartTask:
         return f"part-{self.index:05d}"
 
     def fingerprint(self) -> str:
-        groups = [(g.group_id, [(f.name, f.image, f.annotation, f.expected) for f in g.frames]) for g in self.groups]
+        groups = [(g.group_id, [(f.name, f.image, f.annotation, f.expected) for f in g.frames], g.licence,
+                   g.attribution) for g in self.groups]
         return fingerprint(self.source, config_dict(self.cfg), groups)
 
 
 def run_part(task: PartTask) -> dict[str, Any]:
     """Process one part's groups and write its Parquet file and marker. Returns the marker."""
     t0 = time.perf_counter()
-    source = get_source(task.source)
     stats = Stats()
     records = []
     for group in task.groups:
-        records.extend(process_group(source, group, task.cfg, stats))
+        records.extend(process_group(task.reader, task.source, group, task.cfg, stats))
     out = Path(task.out_dir)
-    final = out / f"{task.name}.parquet"
-    tmp = out / f"{task.name}.parquet.tmp"
-    pq.write_table(records_to_table(records), tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
-    os.replace(tmp, final)
+    write_parquet_atomic(records_to_table(records), part_path(out, task.name), row_group_size=ROW_GROUP_SIZE,
+                         compression="zstd")
     marker = {"part": task.name, "fingerprint": task.fingerprint(), "rows": len(records),
               "groups": [g.group_id for g in task.groups],
               "frames": sum(len(g.frames) for g in task.groups),
@@ -77,11 +80,7 @@ def run_part(task: PartTask) -> dict[str, Any]:
     return marker
 
 
-def _is_done(task: PartTask) -> bool:
-    return is_done(Path(task.out_dir), task.name, task.fingerprint())
-
-
-def prepare_root(root: Path, raw_dir: Path) -> tuple[Path, dict | None]:
+def prepare_root(root: Path, raw_dir: Path) -> tuple[Path, dict[str, Any] | None]:
     """A folder as is, or an official archive unpacked safely under ``raw_dir``."""
     root = Path(root)
     if root.is_dir():
@@ -94,50 +93,88 @@ def prepare_root(root: Path, raw_dir: Path) -> tuple[Path, dict | None]:
     raise IngestError(f"--root {root} is neither a folder nor an archive (.zip, .tar, .tar.gz)")
 
 
-def make_tasks(source: str, groups: list[Group], cfg: IngestConfig, out_dir: Path) -> list[PartTask]:
-    n = cfg.groups_per_part
-    return [PartTask(source, i // n, tuple(groups[i:i + n]), cfg, str(out_dir)) for i in range(0, len(groups), n)]
+@dataclass(frozen=True)
+class IngestPlan:
+    """What one ingest job will read: the source, its resolved root and groups, and the settings it runs with."""
+
+    source: SourceDef
+    root: Path
+    root_dir: Path
+    archive: dict[str, Any] | None
+    groups: list[Group]
+    cfg: IngestConfig
+    reader: Source
 
 
-def run_ingest(source_name: str, root: Path, out: Path, cfg: IngestConfig, executor: Executor, *,
-               limit: int | None = None, overwrite: bool = False, log=None) -> dict[str, Any]:
-    """Ingest one source into ``out/records/<source>/``; returns the report (also written as report.json)."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    t0 = time.perf_counter()
-    source = get_source(source_name)
-    out = Path(out)
-    root_dir, archive = prepare_root(Path(root), out / "raw" / source_name)
+def source_config(source: SourceDef, cfg: IngestConfig) -> IngestConfig:
+    """``cfg`` with the settings ``source`` always needs (single images: an instance seen once is kept)."""
+    return replace(cfg, **source.ingest) if source.ingest else cfg
+
+
+def plan_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfig, *,
+                limit: int | None = None) -> IngestPlan:
+    """Unpack ``root`` if it is an archive, check its layout and list its groups (sorted, the first ``limit``).
+
+    Cheap next to the job: nothing is decoded. A wrong layout raises :class:`LayoutError` here.
+    Every group carries its licence and attribution (its own, else the source's).
+    """
+    defn = get_source(source) if isinstance(source, str) else source
+    cfg = source_config(defn, cfg)
+    reader = defn.reader()
+    root_dir, archive = prepare_root(Path(root), Path(out) / "raw" / defn.name)
     if archive and archive["refused"]:
-        log(f"[ingest {source_name}] refused {len(archive['refused'])} archive member(s); see report.json")
-    groups = sorted(source.discover(root_dir, cfg), key=lambda g: g.group_id)
-    if limit is not None:
+        log.warning("[ingest %s] refused %d archive member(s); see report.json", defn.name, len(archive["refused"]))
+    groups = sorted(reader.discover(root_dir, cfg), key=lambda g: g.group_id)
+    if limit is not None and defn.limit_groups:
         groups = groups[:limit]
-    out_dir = out / "records" / source_name
+    groups = [replace(g, licence=g.licence or defn.licence, attribution=g.attribution or defn.attribution)
+              for g in groups]
+    return IngestPlan(defn, Path(root), root_dir, archive, groups, cfg, reader)
+
+
+def make_tasks(plan: IngestPlan, out_dir: Path) -> list[PartTask]:
+    n = plan.cfg.groups_per_part
+    return [PartTask(plan.source.name, plan.reader, i // n, tuple(plan.groups[i:i + n]), plan.cfg, str(out_dir))
+            for i in range(0, len(plan.groups), n)]
+
+
+def run_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfig, executor: Executor, *,
+               limit: int | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Ingest one source into ``out/records/<source>/``; returns the report (also written as report.json)."""
+    return run_plan(plan_ingest(source, root, out, cfg, limit=limit), out, executor, overwrite=overwrite)
+
+
+def run_plan(plan: IngestPlan, out: Path, executor: Executor, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run a planned ingest job on ``executor``; returns the report (also written as report.json)."""
+    t0 = time.perf_counter()
+    name = plan.source.name
+    out_dir = Path(out) / "records" / name
     try:
-        prepare_out_dir(out_dir, {"source": source_name, "config_fingerprint": fingerprint(config_dict(cfg))},
+        prepare_out_dir(out_dir, {"source": name, "config_fingerprint": fingerprint(config_dict(plan.cfg))},
                         overwrite)
     except JobConflict as exc:
         raise IngestError(str(exc)) from None
-    tasks = make_tasks(source_name, groups, cfg, out_dir)
-    todo = [t for t in tasks if not _is_done(t)]
-    log(f"[ingest {source_name}] {len(groups)} groups in {len(tasks)} parts; "
-        f"{len(tasks) - len(todo)} already done, {len(todo)} to run on the {executor.name} executor")
-    failed = run_parts(executor, run_part, todo, f"ingest {source_name}", "frames", lambda m: m["frames"], log)
-    report = build_report(source_name, root, root_dir, out_dir, tasks, cfg, executor.name, failed, archive,
-                          time.perf_counter() - t0)
+    tasks = make_tasks(plan, out_dir)
+    todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
+    log.info("[ingest %s] %d groups in %d parts; %d already done, %d to run on the %s executor", name,
+             len(plan.groups), len(tasks), len(tasks) - len(todo), len(todo), executor.name)
+    ran = run_parts(executor, run_part, todo, f"ingest {name}", "frames", lambda m: m["frames"], log.info)
+    failed = ran.failed
+    report = build_report(plan, out_dir, tasks, executor.name, failed, time.perf_counter() - t0)
+    report["retried_parts"] = ran.retried_list("part")
     write_json_atomic(out_dir / "report.json", report)
-    log(f"[ingest {source_name}] seen {report['seen']}, kept {report['kept']}, dropped {report['dropped']}; "
-        f"report: {out_dir / 'report.json'}")
+    log.info("[ingest %s] seen %d, kept %d, dropped %s; report: %s", name, report["seen"], report["kept"],
+             report["dropped"], out_dir / "report.json")
     if failed:
         raise IngestError(f"{len(failed)} part(s) failed: {', '.join(sorted(failed))}; their errors are in "
                           f"{out_dir / 'report.json'}; run the same command again to retry them")
     return report
 
 
-def build_report(source: str, root: Path, root_dir: Path, out_dir: Path, tasks: list[PartTask],
-                 cfg: IngestConfig, executor: str, failed: dict[str, str], archive: dict | None,
+def build_report(plan: IngestPlan, out_dir: Path, tasks: list[PartTask], executor: str, failed: dict[str, str],
                  seconds: float) -> dict[str, Any]:
-    stats = Stats()
+    """The job's report: the materialise step's failed items (one drop each) and every part's counts."""
+    stats, materialise = ledger_drops(plan.root_dir)
     parts = []
     frames = 0
     for task in tasks:
@@ -148,10 +185,11 @@ def build_report(source: str, root: Path, root_dir: Path, out_dir: Path, tasks: 
         frames += m["frames"]
         parts.append({"part": m["part"], "rows": m["rows"], "groups": len(m["groups"])})
     return {
-        "source": source, "root": str(root), "resolved_root": str(root_dir), "version": __version__,
-        "schema": RECORDS_SCHEMA.metadata[b"imprint.schema"].decode(),
+        "source": plan.source.name, "root": str(plan.root), "resolved_root": str(plan.root_dir),
+        "version": __version__, "schema": RECORDS_SCHEMA_VERSION,
         "executor": executor, "groups": sum(len(t.groups) for t in tasks), "frames": frames,
         **stats.to_dict(),
         "failed_parts": [{"part": k, "error": v} for k, v in sorted(failed.items())],
-        "parts": parts, "archive": archive, "seconds": round(seconds, 3), "config": config_dict(cfg),
+        "parts": parts, "archive": plan.archive, "materialise": materialise, "seconds": round(seconds, 3),
+        "config": config_dict(plan.cfg),
     }

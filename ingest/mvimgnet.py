@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_mask, sorted_frames
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
+from imprint.ingest.sources import SourceDef
 from imprint.media import read_label_map
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
 
 def load_class_names(root: Path) -> dict[str, str]:
     names: dict[str, str] = {}
@@ -46,8 +45,6 @@ def _mask_for(inst_dir: Path, image: Path, mask_tree: Path | None) -> Path | Non
 
 
 class MVImgNet(Source):
-    name = "mvimgnet"
-    licence = "MVImgNet / MVImgNet2.0 Terms of Use (research only; code CC BY-NC 4.0)"
 
     def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
         inst_dirs = sorted(p.parent for p in root.glob("*/*/images") if p.is_dir())
@@ -73,6 +70,14 @@ class MVImgNet(Source):
         return groups
 
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
-        soft = read_label_map(frame.annotation, cfg.max_image_pixels)
-        mask = resize_mask((soft > cfg.mask_threshold).astype("uint8"), size).astype(bool)
+        soft = read_label_map(frame.annotation_file, cfg.max_image_pixels)
+        mask = resize_labels((soft > cfg.mask_threshold).astype("uint8"), size).astype(bool)
         return {"1": (mask, (frame.expected or (("1", None),))[0][1])}
+
+
+SOURCE = SourceDef(
+    name="mvimgnet", kind="multiview", reader=MVImgNet,
+    licence="MVImgNet / MVImgNet2.0 Terms of Use: research only (code CC BY-NC 4.0)",
+    attribution="MVImgNet (Yu et al., CVPR 2023), https://gaplab.cuhk.edu.cn/projects/MVImgNet/",
+    layout="`<class>/<instance>/images/<001>.jpg`, masks in `<class>/<instance>/masks/<001>.png` (or "
+           "`…/<001>.jpg.png`, or a `masks/<class>/<instance>/` tree); `mvimgnet_category.txt`")

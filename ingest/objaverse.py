@@ -1,8 +1,9 @@
 """Objaverse 1.0: select objects, download their GLBs, render each to an orbit of views, then read them.
 
 "Materialise, then ingest". :func:`fetch_objaverse` turns the remote collection into
-local files under ``DATA/raw/objaverse/``; :class:`ObjaverseSource` (``objaverse``)
-reads them as a multi-view source through the ordinary ``run_ingest`` (stage 1).
+local files under ``DATA/raw/objaverse/``; :class:`ObjaverseSource` reads them as a
+multi-view source through the ordinary ``run_ingest`` (stage 1). ``SOURCE`` (the end of
+this module) ties both to ``imprint ingest objaverse``.
 
 Layout written (documented in ``docs/sources-objaverse-sav.md``)::
 
@@ -11,9 +12,9 @@ Layout written (documented in ``docs/sources-objaverse-sav.md``)::
         object-paths.json.gz  metadata/000-NNN.json.gz  lvis-annotations.json.gz
         glbs/<000-NNN>/<uid>.glb   downloaded GLBs (the remote's paths)
       renders/<uid>/000.png ...    RGBA views in orbit order (alpha = the object, black elsewhere)
-      renders/<uid>/meta.json      licence, attribution, LVIS category, cameras; written last
+      renders/<uid>/meta.json      licence, attribution, LVIS category, cameras
       render.json                  the render settings the renders were made with (others are refused)
-      status/part-NNNNN.parquet    the status ledger (imprint.ingest.download), one row per object
+      status/                      the status ledger (imprint.ingest.ledger), one row per object
       report.json                  selection counts, statuses, failures, seconds
 
 Selection: explicit ``uids``, else the objects of ``lvis_categories``, else every uid;
@@ -29,9 +30,10 @@ Per object: download the GLB with the shared :class:`~imprint.ingest.download.Fe
 (retries, per-host limit, atomic ``.part`` + rename; ``failed_download``, ``too_large``),
 check the sha256 the server advertises (``X-Linked-Etag`` on Hugging Face:
 ``bad_checksum``), check it is a GLB (``failed_decode``), render ``views`` views
-(``failed_render``), write them under a temporary folder and rename it. The ledger makes
-a rerun skip ``ok``/``cached`` objects (nothing is downloaded twice) and skip failed ones
-unless ``retry_failed``.
+(``failed_render``) into a folder that appears whole (:func:`imprint.io.atomic_dir`).
+The ledger makes a rerun skip finished chunks and ``ok``/``cached`` objects, and failed
+ones unless ``retry_failed``; a GLB already in the cache is never downloaded again.
+Every record of an object carries the object's own licence and its author's credit.
 """
 
 from __future__ import annotations
@@ -39,12 +41,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import socket
-import sys
-import threading
 import time
 import traceback
 import urllib.error
@@ -52,23 +53,27 @@ import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imprint import __version__
-from imprint.errors import ImprintError
+from imprint.errors import ImprintError, UsageError
 from imprint.executor import Executor
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_mask, sorted_frames
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
-from imprint.ingest.download import (STATUS_DIR, DownloadConfig, Fetcher, ItemStatus, raise_for_failed_tasks,
-                                     run_downloads, sha256_file, write_report)
+from imprint.ingest.download import DownloadConfig, Fetcher, ItemStatus
+from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
 from imprint.ingest.render import (DecodeError, RenderConfig, RendererUnavailable, check_glb, check_renderer,
                                    render_views)
+from imprint.ingest.sources import Materialise, Option, Request, SourceDef
+from imprint.io import atomic_dir, is_temporary_dir, remove_stale_dirs, sha256_file, write_json_atomic
 from imprint.media import read_label_map
-from imprint.io import write_json_atomic
+
+log = logging.getLogger(__name__)
 
 HF_PREFIX = "https://huggingface.co/datasets/allenai/objaverse/resolve/main/"
 URL_ENV = "IMPRINT_OBJAVERSE_URL"
@@ -152,7 +157,7 @@ class _PrefixRewriter(urllib.request.OpenerDirector):
         self._inner = urllib.request.build_opener()
         self._base = base_url
 
-    def open(self, fullurl, data=None, timeout=socket._GLOBAL_DEFAULT_TIMEOUT):  # type: ignore  # noqa: ANN001
+    def open(self, fullurl, data=None, timeout=socket._GLOBAL_DEFAULT_TIMEOUT):  # noqa: ANN001 - the base's
         if isinstance(fullurl, str) and fullurl.startswith(HF_PREFIX):
             fullurl = self._base + fullurl[len(HF_PREFIX):]
         return self._inner.open(fullurl, data, timeout)
@@ -186,8 +191,8 @@ def objaverse_api(base_url: str, cache_dir: Path) -> Iterator[Any]:
 class Selection:
     """The objects chosen and why the others were not."""
 
-    objects: list[tuple[str, str, dict, str | None]] = field(default_factory=list)  # uid, path, annotation, lvis
-    counts: Counter = field(default_factory=Counter)
+    objects: list[tuple[str, str, dict[str, Any], str | None]] = field(default_factory=list)  # uid, path, ann, lvis
+    counts: Counter[str] = field(default_factory=Counter)
 
 
 def _lvis_by_uid(lvis: dict[str, list[str]]) -> dict[str, str]:
@@ -207,7 +212,7 @@ def _attribution(ann: dict) -> dict[str, Any]:
 _CORRUPT = (EOFError, OSError, zlib.error, json.JSONDecodeError, UnicodeDecodeError)
 
 
-def _cached_call(log: Callable[[str], None], api: Any, fn: Callable[..., Any], *args: Any) -> Any:
+def _cached_call(api: Any, fn: Callable[..., Any], *args: Any) -> Any:
     """Call an ``objaverse`` loader; if its cached file is corrupt (a torn download), delete the cache and retry once.
 
     The package downloads straight to the final path, so a killed download leaves a
@@ -222,23 +227,23 @@ def _cached_call(log: Callable[[str], None], api: Any, fn: Callable[..., Any], *
         for name in ("object-paths.json.gz", "lvis-annotations.json.gz"):
             (cache / name).unlink(missing_ok=True)
         shutil.rmtree(cache / "metadata", ignore_errors=True)
-        log(f"[objaverse] cached index unreadable ({type(exc).__name__}: {exc}); fetching it again")
+        log.warning("[objaverse] cached index unreadable (%s: %s); fetching it again", type(exc).__name__, exc)
         return fn(*args)
 
 
 def select_objects(api: Any, uids: list[str] | None, lvis_categories: list[str] | None, limit: int | None,
-                   licences: frozenset[str], include_age_restricted: bool, log: Callable[[str], None]) -> Selection:
+                   licences: frozenset[str], include_age_restricted: bool) -> Selection:
     """Choose the objects (see the module doc), loading only the metadata shards it needs."""
     sel = Selection()
-    paths: dict[str, str] = _cached_call(log, api, api._load_object_paths)
+    paths: dict[str, str] = _cached_call(api, api._load_object_paths)
     try:
-        lvis = _cached_call(log, api, api.load_lvis_annotations)
+        lvis = _cached_call(api, api.load_lvis_annotations)
         lvis_uid = _lvis_by_uid(lvis)
     except (urllib.error.URLError, OSError) as exc:
         if lvis_categories:
             raise ObjaverseError(f"lvis-annotations.json.gz cannot be loaded ({exc}); it is needed for "
                                  f"--lvis-categories") from None
-        log(f"[objaverse] no LVIS categories ({exc}); records will have no category")
+        log.warning("[objaverse] no LVIS categories (%s); records will have no category", exc)
         lvis, lvis_uid = {}, {}
         sel.counts["lvis_unavailable"] = 1
     if uids is not None:
@@ -260,7 +265,7 @@ def select_objects(api: Any, uids: list[str] | None, lvis_categories: list[str] 
         by_shard.setdefault(paths[uid].split("/")[1], []).append(uid)
     for shard in sorted(by_shard):
         shard_uids = sorted(by_shard[shard])
-        annotations = _cached_call(log, api, api.load_annotations, shard_uids)
+        annotations = _cached_call(api, api.load_annotations, shard_uids)
         for uid in shard_uids:
             if limit is not None and len(sel.objects) >= limit:
                 return sel
@@ -287,7 +292,7 @@ class ObjectItem:
     url: str
     dest: str  # the GLB, in the objaverse package's cache layout
     render_dir: str
-    info: dict
+    info: dict[str, Any]
     seed: int
 
 
@@ -295,24 +300,28 @@ def _object_seed(seed: int, uid: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{uid}".encode()).digest()[:8], "little")
 
 
-def _render_done(render_dir: Path) -> int:
-    """Views of a finished render folder (its meta.json is written last), or 0."""
-    try:
-        return len(json.loads((render_dir / "meta.json").read_text())["views"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return 0
+def credit(attribution: dict[str, Any]) -> str:
+    """An object's credit line: ``"name" by author (profile), page``, from :func:`_attribution`'s fields."""
+    name = attribution.get("name")
+    author = attribution.get("author_name") or attribution.get("author") or "an unknown author"
+    text = f'"{name}" by {author}' if name else f"by {author}"
+    if attribution.get("author_url"):
+        text += f" ({attribution['author_url']})"
+    if attribution.get("url"):
+        text += f", {attribution['url']}"
+    return text
 
 
 @dataclass(frozen=True)
 class ObjaverseJob:
-    """The batch step (for :func:`run_downloads`): fetch a chunk's GLBs concurrently, then render each.
+    """The batch step (for :func:`~imprint.ingest.ledger.run_items`): fetch a chunk's GLBs concurrently,
+    then render each.
 
     Picklable (a frozen dataclass) for Ray. Per object: the download status from
     :class:`Fetcher` (``ok`` fetched now, ``cached`` already here, ``failed_download``,
     ``too_large``), ``bad_checksum`` when the bytes do not match the sha256 the server
     advertised, ``failed_decode`` for a file that is not a GLB (deleted, so a retry fetches
-    it again), ``failed_render`` when it cannot be rendered (the GLB is kept). An object
-    whose views are already written is neither fetched nor rendered again. A missing
+    it again), ``failed_render`` when it cannot be rendered (the GLB is kept). A missing
     renderer raises: the task fails as a whole and its objects stay unattempted.
     """
 
@@ -321,28 +330,18 @@ class ObjaverseJob:
     keep_glb: bool = True
 
     def __call__(self, items: Sequence[ObjectItem]) -> list[ItemStatus]:
-        done = {it.item_id: _render_done(Path(it.render_dir)) for it in items}
-        to_fetch = [it for it in items if not done[it.item_id]]
         hook = AdvertisedSha256()
         client = _http_client(self.download, hook)
         try:
             with Fetcher(self.download, client=client) as fetcher:
-                fetched = fetcher.fetch_many([(it.item_id, it.url, it.dest, None) for it in to_fetch])
+                statuses = fetcher.fetch_many([(it.item_id, it.url, it.dest, None) for it in items])
         finally:
             client.close()
-        by_id = {st.item_id: st for st in fetched}
-        out = []
-        for it in items:
-            if done[it.item_id]:
-                st = ItemStatus(it.item_id, it.url, "cached", path=it.render_dir, updated=time.time(),
-                                extra={"objects": 1, "views": done[it.item_id], "reused_render": True})
-            else:
-                st = by_id[it.item_id]
-                if st.ok:
-                    self._materialise(it, st, hook.pop(it.url) if st.status == "ok" else None)
+        for it, st in zip(items, statuses):
+            if st.ok:
+                self._materialise(it, st, hook.pop(it.url) if st.status == "ok" else None)
             st.updated = time.time()
-            out.append(st)
-        return out
+        return statuses
 
     def _materialise(self, item: ObjectItem, st: ItemStatus, advertised: str | None) -> None:
         glb = Path(item.dest)
@@ -373,22 +372,17 @@ class ObjaverseJob:
         st.extra = {"objects": 1, "views": len(views)}
 
 
-def write_views(render_dir: Path, views: list[tuple[np.ndarray, dict]], meta: dict[str, Any]) -> None:
-    """Write ``000.png …`` (RGBA) and ``meta.json`` (last) under a temporary folder, then rename it."""
+def write_views(render_dir: Path, views: list[tuple[np.ndarray, dict[str, Any]]], meta: dict[str, Any]) -> None:
+    """Write ``000.png …`` (RGBA) and ``meta.json`` into a folder that appears whole."""
     from PIL import Image
 
-    tmp = render_dir.with_name(f"{render_dir.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    names = []
-    for k, (rgba, _cam) in enumerate(views):
-        names.append(f"{k:03d}.png")
-        Image.fromarray(rgba, "RGBA").save(tmp / names[-1], compress_level=4)
-    meta = {**meta, "views": names, "cameras": [cam for _, cam in views], "imprint_version": __version__}
-    write_json_atomic(tmp / "meta.json", meta)
-    if render_dir.exists():
-        shutil.rmtree(render_dir)
-    os.replace(tmp, render_dir)
+    with atomic_dir(render_dir) as tmp:
+        names = []
+        for k, (rgba, _cam) in enumerate(views):
+            names.append(f"{k:03d}.png")
+            Image.fromarray(rgba, "RGBA").save(tmp / names[-1], compress_level=4)
+        meta = {**meta, "views": names, "cameras": [cam for _, cam in views], "imprint_version": __version__}
+        write_json_atomic(tmp / "meta.json", meta)
 
 
 # ---------------------------------------------------------------------------------------------- the job
@@ -406,8 +400,7 @@ def _check_render_settings(root: Path, render: RenderConfig, overwrite: bool) ->
         if have != want:
             diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
             raise ObjaverseError(f"{root / 'renders'} was rendered with other settings {diff} (old, new); pass "
-                                 f"overwrite=True (--overwrite) to render again (the GLBs are kept), or choose "
-                                 f"another --out")
+                                 f"--overwrite to render again (the GLBs are kept), or choose another --out")
     if overwrite:
         shutil.rmtree(root / "renders", ignore_errors=True)
         shutil.rmtree(root / STATUS_DIR, ignore_errors=True)
@@ -415,30 +408,10 @@ def _check_render_settings(root: Path, render: RenderConfig, overwrite: bool) ->
     write_json_atomic(path, want)
 
 
-def fetch_objaverse(out: Path, uids: list[str] | None = None, lvis_categories: list[str] | None = None,
-                    limit: int | None = None, views: int = 12, base_url: str | None = None,
-                    licences: set[str] | frozenset[str] = DEFAULT_LICENCES, executor: Executor | None = None,
-                    retry_failed: bool = False, render_cfg: RenderConfig | None = None, *, seed: int = 0,
-                    keep_glb: bool = True, include_age_restricted: bool = False,
-                    download: DownloadConfig | None = None, chunk: int = 32, overwrite: bool = False,
-                    log: Callable[[str], None] | None = None) -> Path:
-    """Materialise Objaverse objects as rendered views under ``out/raw/objaverse``; returns that folder.
-
-    ``out`` is DATA; pass the returned folder as ``--root`` of ``imprint ingest
-    objaverse``. ``views`` overrides ``render_cfg.views``. Bad objects are statuses in
-    the ledger and ``report.json``, never raised. Raises :class:`ObjaverseError` when
-    the job cannot run (bad arguments, index unreachable, renderer missing, renders made
-    with other settings) and :class:`DownloadError` when tasks failed as a whole (rerun).
-    """
-    from dataclasses import replace
-
-    from imprint.executor import LocalExecutor
-
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    t0 = time.perf_counter()
+def check_arguments(uids: list[str] | None, licences: frozenset[str], limit: int | None) -> None:
+    """Refuse bad selection arguments (:class:`ObjaverseError`) before anything starts."""
     if limit is not None and limit < 0:
         raise ObjaverseError("--limit must be >= 0")
-    licences = frozenset(licences)
     unknown_lic = sorted(licences - set(LICENCE_NAMES))
     if unknown_lic:
         raise ObjaverseError(f"unknown licence slug(s) {', '.join(unknown_lic)}; choose from "
@@ -447,6 +420,27 @@ def fetch_objaverse(out: Path, uids: list[str] | None = None, lvis_categories: l
         bad = [u for u in uids if not UID_RE.match(u[:-4] if u.endswith(".glb") else u)]
         if bad:
             raise ObjaverseError(f"not Objaverse uids (32 lowercase hex): {', '.join(bad[:5])}")
+
+
+def fetch_objaverse(out: Path, uids: list[str] | None = None, lvis_categories: list[str] | None = None,
+                    limit: int | None = None, views: int = 12, base_url: str | None = None,
+                    licences: set[str] | frozenset[str] = DEFAULT_LICENCES, executor: Executor | None = None,
+                    retry_failed: bool = False, render_cfg: RenderConfig | None = None, *, seed: int = 0,
+                    keep_glb: bool = True, include_age_restricted: bool = False,
+                    download: DownloadConfig | None = None, chunk: int = 32, overwrite: bool = False) -> Path:
+    """Materialise Objaverse objects as rendered views under ``out/raw/objaverse``; returns that folder.
+
+    ``out`` is DATA; pass the returned folder as ``--root`` of ``imprint ingest
+    objaverse``. ``views`` overrides ``render_cfg.views``. Bad objects are statuses in
+    the ledger and ``report.json``, never raised. Raises :class:`ObjaverseError` when
+    the job cannot run (bad arguments, index unreachable, renderer missing, renders made
+    with other settings) and :class:`DownloadError` when tasks failed as a whole (rerun).
+    """
+    from imprint.executor import LocalExecutor
+
+    t0 = time.perf_counter()
+    licences = frozenset(licences)
+    check_arguments(uids, licences, limit)
     render_cfg = replace(render_cfg or RenderConfig(), views=views)
     download = download or DownloadConfig(concurrency=4, per_host=4, max_bytes=512 * 2**20, timeout=60.0)
     executor = executor or LocalExecutor()
@@ -459,31 +453,26 @@ def fetch_objaverse(out: Path, uids: list[str] | None = None, lvis_categories: l
     cache = root / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     _check_render_settings(root, render_cfg, overwrite)
-    for stale in (root / "renders").glob("*.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
+    remove_stale_dirs(root / "renders")
     try:
         with objaverse_api(url, cache) as api:
-            sel = select_objects(api, uids, lvis_categories, limit, licences, include_age_restricted, log)
+            sel = select_objects(api, uids, lvis_categories, limit, licences, include_age_restricted)
     except urllib.error.URLError as exc:
         raise ObjaverseError(f"cannot load the Objaverse index from {url} ({exc}); check --objaverse-url / "
                              f"${URL_ENV} and the network") from None
     items = []
     for uid, rel, ann, category in sel.objects:
-        slug = ann.get("license")
+        slug = str(ann["license"])  # selected: one of ``licences``
         info = {"licence": slug, "licence_name": LICENCE_NAMES.get(slug, slug), "attribution": _attribution(ann),
                 "category": category, "source_url": url + rel}
         items.append(ObjectItem(uid, url + rel, str(cache / rel), str(root / "renders" / uid), info,
                                 _object_seed(seed, uid)))
-    log(f"[objaverse] {len(items)} objects selected ({dict(sel.counts)})")
-    job = ObjaverseJob(render_cfg, download, keep_glb)
-    report = run_downloads(items, root, job, executor, chunk, retry_failed=retry_failed, label="objaverse", log=log)
-    report = {"source": "objaverse", "base_url": url, "version": __version__, "selection": dict(sel.counts),
-              "selected": len(items), "licences": sorted(licences), "render": render_cfg.to_dict(), **report,
-              "seconds": round(time.perf_counter() - t0, 3)}
-    write_report(root / "report.json", report)
-    log(f"[objaverse] {report['objects']} of {len(items)} objects rendered; report: {root / 'report.json'}")
-    raise_for_failed_tasks(report, root / "report.json")
+    log.info("[objaverse] %d objects selected (%s)", len(items), dict(sel.counts))
+    about = {"source": "objaverse", "base_url": url, "version": __version__, "selection": dict(sel.counts),
+             "selected": len(items), "licences": sorted(licences), "render": render_cfg.to_dict()}
+    report = run_items(items, root, ObjaverseJob(render_cfg, download, keep_glb), executor, chunk,
+                       retry_failed=retry_failed, label="objaverse", info=about, started=t0)
+    log.info("[objaverse] %d of %d objects rendered; report: %s", report["objects"], len(items), root / "report.json")
     return root
 
 
@@ -496,23 +485,21 @@ def _renders_dir(root: Path) -> Path:
     if any(root.glob("*/meta.json")):
         return root
     raise LayoutError(f"{root} is not a materialised Objaverse folder: expected renders/<uid>/000.png ... + "
-                      f"meta.json (made by fetch_objaverse / `imprint fetch objaverse`)")
+                      f"meta.json (made by `imprint ingest objaverse`)")
 
 
 class ObjaverseSource(Source):
     """Reads ``renders/<uid>/<000>.png`` + ``meta.json``: group = uid, one instance ``1`` (the object).
 
     Frames are the views sorted by number (the orbit order); the mask is the alpha
-    channel > ``mask_threshold``; the category is the object's LVIS category where known.
+    channel > ``mask_threshold``; the category is the object's LVIS category where known;
+    the licence and attribution are the object's own (from its ``meta.json``).
     """
-
-    name = "objaverse"
-    licence = "Objaverse: ODC-By collection; each object its own CC licence (meta.json: licence, attribution)"
 
     def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
         renders = _renders_dir(Path(root))
         groups = []
-        for obj_dir in sorted(p for p in renders.iterdir() if p.is_dir() and ".tmp-" not in p.name):
+        for obj_dir in sorted(p for p in renders.iterdir() if p.is_dir() and not is_temporary_dir(p)):
             meta_file = obj_dir / "meta.json"
             if not meta_file.is_file():
                 continue
@@ -523,13 +510,64 @@ class ObjaverseSource(Source):
             category = meta.get("category")
             frames = [Frame(name=p.stem, image=str(p), annotation=str(p), expected=(("1", category),))
                       for p in obj_dir.glob("*.png") if p.stem.isdigit()]
+            attribution = meta.get("attribution")
             groups.append(Group(group_id=obj_dir.name, frames=sorted_frames(frames), missing_reason="missing_file",
-                                info={"licence": meta.get("licence"), "attribution": meta.get("attribution")}))
+                                licence=meta.get("licence_name") or meta.get("licence"),
+                                attribution=credit(attribution) if isinstance(attribution, dict) else None))
         if not groups:
-            raise LayoutError(f"{renders} holds no rendered object (renders/<uid>/meta.json); run the fetch first")
+            raise LayoutError(f"{renders} holds no rendered object (renders/<uid>/meta.json); run "
+                              f"`imprint ingest objaverse` without --root first")
         return groups
 
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
-        alpha = read_label_map(frame.annotation, cfg.max_image_pixels)  # RGBA -> its alpha channel
-        mask = resize_mask((alpha > cfg.mask_threshold).astype(np.uint8), size).astype(bool)
+        alpha = read_label_map(frame.annotation_file, cfg.max_image_pixels)  # RGBA -> its alpha channel
+        mask = resize_labels((alpha > cfg.mask_threshold).astype(np.uint8), size).astype(bool)
         return {"1": (mask, (frame.expected or (("1", None),))[0][1])}
+
+
+# ---------------------------------------------------------------------------------------------- the source
+
+
+def _request_uids(request: Request) -> list[str] | None:
+    path = request.option("uids")
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise UsageError(f"--uids {path} does not exist (a file of Objaverse uids, one per line)")
+    return [u.strip() for u in Path(path).read_text().split() if u.strip()]
+
+
+def _request_licences(request: Request) -> frozenset[str]:
+    return frozenset(str(request.option("licences") or ",".join(sorted(DEFAULT_LICENCES))).split(","))
+
+
+def _check(request: Request) -> None:
+    check_arguments(_request_uids(request), _request_licences(request), request.limit)
+
+
+def _materialise(request: Request, executor: Executor) -> Path:
+    views = int(request.option("views") or 12)
+    cats = request.option("lvis_categories")
+    return fetch_objaverse(request.out, _request_uids(request), cats.split(",") if cats else None, request.limit,
+                           views, request.option("objaverse_url"), _request_licences(request), executor,
+                           bool(request.option("retry_failed")),
+                           RenderConfig(views=views, size=int(request.option("render_size") or 256)),
+                           seed=request.seed, overwrite=bool(request.option("overwrite")))
+
+
+SOURCE = SourceDef(
+    name="objaverse", kind="multiview", reader=ObjaverseSource,
+    licence="Objaverse: ODC-By for the collection; each object keeps its own Creative Commons licence",
+    attribution="Objaverse 1.0 (Deitke et al., CVPR 2023), https://objaverse.allenai.org; each object credits "
+                "its Sketchfab author",
+    layout="fetched from Hugging Face `allenai/objaverse` and rendered: `DATA/raw/objaverse/renders/<uid>/"
+           "<000>.png` (RGBA views) + `meta.json` (licence, author)",
+    limit_groups=False,
+    materialise=Materialise(run=_materialise, check=_check, options=(
+        Option(("--uids",), "a file of uids, one per line", type=Path),
+        Option(("--lvis-categories",), "comma-separated LVIS categories"),
+        Option(("--views",), "views rendered on the orbit", type=int, default=12),
+        Option(("--render-size",), "view size in pixels", type=int, default=256),
+        Option(("--objaverse-url",), "base URL or folder of a mirror (default: $IMPRINT_OBJAVERSE_URL, then HF)"),
+        Option(("--licences",), "licences kept (Sketchfab slugs)", default="by,by-sa,cc0"),
+        RETRY_FAILED)))

@@ -7,7 +7,7 @@ systematically. Images are under the Pixabay Content License (not CC0). The imag
 URLs in a response expire: we store each image's ``id`` and ``pageURL``, never the
 URLs, and download the images at once.
 
-Layout written (then read by :class:`PixabaySource`, source name ``pixabay``)::
+Layout written (then read by :class:`PixabaySource`; ``SOURCE`` ties both to ``imprint ingest pixabay``)::
 
     DATA/raw/pixabay/
       meta.jsonl                 one line per image: id, pageURL, tags, user, user_id, size, licence, query
@@ -15,32 +15,36 @@ Layout written (then read by :class:`PixabaySource`, source name ``pixabay``)::
       masks/<id>/<k>.png         1-bit full-image object masks from --segmenter
       masks/<id>/objects.json    label, score, area per object; drops by reason
       api-cache/<sha256>.json    API responses, kept 24 h (file names hash the query without the key)
-      status/part-NNNNN.parquet  the status ledger (one row per image)
+      status/                    the status ledger (one row per image)
       report.json                the last fetch: counts by status, drops, failures, seconds
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import logging
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imprint.errors import ImprintError
-from imprint.executor import Executor
-from imprint.ingest.download import (DEFAULT_USER_AGENT, DownloadConfig, DownloadError, backoff_delay,
-                                     parse_retry_after, raise_for_failed_tasks, redact_url, run_downloads, scrub,
-                                     write_report)
+from imprint.errors import ImprintError, UsageError
+from imprint.executor import GPU_TASK, Executor
+from imprint.ingest.download import (DEFAULT_USER_AGENT, DownloadConfig, backoff_delay, parse_retry_after,
+                                     redact_url, scrub)
+from imprint.ingest.images import (DEFAULT_SEGMENTER, SEGMENTER, ImageItem, ImageJob, MaterialisedImages, url_ext,
+                                   write_jsonl_atomic)
+from imprint.ingest.ledger import RETRY_FAILED, run_items
 from imprint.ingest.segment import SegmentConfig, SegmenterError, check_segmenter
-from imprint.ingest.urls import ImageItem, ImageJob, MaterialisedImages, url_ext, write_jsonl_atomic
+from imprint.ingest.sources import Materialise, Option, Request, SourceDef
+from imprint.io import remove_stale_dirs, write_json_atomic
 from imprint.media import DEFAULT_MAX_PIXELS
+
+log = logging.getLogger(__name__)
 
 PIXABAY_API = "https://pixabay.com/api/"
 API_KEY_ENV = "PIXABAY_API_KEY"
@@ -142,7 +146,7 @@ class PixabayClient:
                  *, cache_ttl: float = CACHE_TTL, rate: int = 100, per: float = 60.0, retries: int = 4,
                  max_wait: float = 120.0, timeout: float = 20.0, user_agent: str = DEFAULT_USER_AGENT,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 log: Callable[[str], None] | None = None, rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None) -> None:
         import httpx
 
         self.api_key = resolve_api_key(api_key)
@@ -152,7 +156,6 @@ class PixabayClient:
         self.retries = retries
         self.max_wait = max_wait
         self._clock, self._sleep = clock, sleep
-        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._rng = rng or random.Random()
         self.bucket = TokenBucket(rate, per, clock=clock, sleep=sleep)
         self._httpx = httpx
@@ -187,12 +190,10 @@ class PixabayClient:
     def _cache_put(self, params: dict[str, Any], url: str, response: dict) -> None:
         if self.cache_dir is None:
             return
-        path = self.cache_dir / cache_name(params)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"fetched_at": self._clock(), "request": redact_url(url),
-                                   "params": {k: v for k, v in params.items() if k != "key"},
-                                   "response": response}))
-        os.replace(tmp, path)
+        write_json_atomic(self.cache_dir / cache_name(params),
+                          {"fetched_at": self._clock(), "request": redact_url(url),
+                           "params": {k: v for k, v in params.items() if k != "key"}, "response": response},
+                          indent=None)
 
     # -- requests
     def _note_rate_headers(self, headers: Any) -> None:
@@ -248,7 +249,7 @@ class PixabayClient:
                 raise PixabayError(f"Pixabay API failed after {attempt} attempts: {error}")
             if wait is None:
                 wait = backoff_delay(attempt, 1.0, 30.0, self._rng)
-            self._log(f"[pixabay] {error}; retrying in {min(wait, self.max_wait):.1f} s")
+            log.warning("[pixabay] %s; retrying in %.1f s", error, min(wait, self.max_wait))
             self._sleep(min(wait, self.max_wait))
 
     def _url(self, params: dict[str, Any]) -> str:
@@ -262,7 +263,8 @@ class PixabayClient:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         if limit > MAX_HITS:
-            self._log(f"[pixabay] the API returns at most {MAX_HITS} hits per query; limit {limit} -> {MAX_HITS}")
+            log.warning("[pixabay] the API returns at most %d hits per query; limit %d -> %d", MAX_HITS, limit,
+                        MAX_HITS)
             limit = MAX_HITS
         per_page = per_page or min(MAX_PER_PAGE, max(MIN_PER_PAGE, limit))
         if not MIN_PER_PAGE <= per_page <= MAX_PER_PAGE:
@@ -275,7 +277,7 @@ class PixabayClient:
             try:
                 resp = self.get({**base, "page": page})
             except PageOutOfRange as exc:
-                self._log(f"[pixabay] stopping at page {page}: {exc}")
+                log.info("[pixabay] stopping at page %d: %s", page, exc)
                 break
             page_hits = resp.get("hits") or []
             for hit in page_hits:
@@ -293,12 +295,19 @@ class PixabayClient:
 
 
 class PixabaySource(MaterialisedImages):
-    """Pixabay images as fetched by :func:`fetch_pixabay`: group = image id, one frame, its kept masks."""
+    """Pixabay images as fetched by :func:`fetch_pixabay`: group = image id, one frame, its kept masks.
 
-    name = "pixabay"
-    licence = LICENCE
+    Each image is credited to its Pixabay user, with its page.
+    """
+
     index_file = META_FILE
+    what = "Pixabay"
     fetch_hint = "fetch it first with `imprint ingest pixabay --query ... --segmenter ... --out DATA`"
+
+    def credit(self, entry: dict[str, Any]) -> tuple[str | None, str | None]:
+        user, page = entry.get("user"), entry.get("pageURL")
+        text = ", ".join(str(v) for v in (f"{user} on Pixabay" if user else "Pixabay", page) if v)
+        return entry.get("licence") or LICENCE, text
 
 
 # --------------------------------------------------------------------------------------------- fetch
@@ -334,13 +343,21 @@ def merge_meta(path: Path, entries: Sequence[dict[str, Any]]) -> int:
     return len(merged)
 
 
+def check_query(query: str | None, category: str | None, image_type: str = "photo") -> None:
+    if category is not None and category not in CATEGORIES:
+        raise UsageError(f"--category must be one of {', '.join(CATEGORIES)}, got {category!r}")
+    if image_type not in IMAGE_TYPES:
+        raise UsageError(f"--image-type must be one of {', '.join(IMAGE_TYPES)}, got {image_type!r}")
+    if query is not None and len(query) > 100:
+        raise UsageError("--query must be at most 100 characters (a Pixabay API limit)")
+
+
 def fetch_pixabay(out: Path, query: str | None, category: str | None, limit: int, segmenter: str,
                   executor: Executor, retry_failed: bool = False, base_url: str = PIXABAY_API, *,
                   api_key: str | None = None, image_type: str = "photo", safesearch: bool = True,
                   order: str = "popular", min_width: int = 0, min_height: int = 0,
                   download: DownloadConfig | None = None, segment: SegmentConfig | None = None, chunk: int = 64,
-                  max_image_pixels: int = DEFAULT_MAX_PIXELS, client: PixabayClient | None = None,
-                  log: Callable[[str], None] | None = None) -> Path:
+                  max_image_pixels: int = DEFAULT_MAX_PIXELS, client: PixabayClient | None = None) -> Path:
     """Search Pixabay, download ``largeImageURL`` of each hit and segment it; return ``out/raw/pixabay``.
 
     The root is then ingested as source ``pixabay``. Reruns within 24 h reuse the cached
@@ -348,25 +365,20 @@ def fetch_pixabay(out: Path, query: str | None, category: str | None, limit: int
     only with ``retry_failed``. Raises :class:`PixabayError` (API), :class:`SegmenterError`
     (model) or :class:`DownloadError` (a task failed as a whole: rerun).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    if category is not None and category not in CATEGORIES:
-        raise ValueError(f"--category must be one of {', '.join(CATEGORIES)}, got {category!r}")
-    if image_type not in IMAGE_TYPES:
-        raise ValueError(f"--image-type must be one of {', '.join(IMAGE_TYPES)}, got {image_type!r}")
-    if query is not None and len(query) > 100:
-        raise ValueError("--query must be at most 100 characters (a Pixabay API limit)")
+    check_query(query, category, image_type)
     if not segmenter:
         raise SegmenterError("Pixabay images come without masks: pass --segmenter NAME_OR_PATH "
-                             "(e.g. facebook/mask2former-swin-large-coco-panoptic)")
+                             f"(e.g. {DEFAULT_SEGMENTER})")
     if client is None:
         api_key = resolve_api_key(api_key)  # before anything slow: the most common mistake
     segment = segment or SegmentConfig()
     check_segmenter(segmenter, segment)
     root = Path(out) / "raw" / "pixabay"
     (root / "images").mkdir(parents=True, exist_ok=True)
+    remove_stale_dirs(root / "masks")
     own = client is None
-    client = client or PixabayClient(api_key, base_url, root / "api-cache", log=log)
+    client = client or PixabayClient(api_key, base_url, root / "api-cache")
     try:
         hits = client.search(query, category, limit, image_type=image_type,
                              safesearch="true" if safesearch else "false", order=order,
@@ -374,50 +386,42 @@ def fetch_pixabay(out: Path, query: str | None, category: str | None, limit: int
     finally:
         if own:
             client.close()
-    log(f"[pixabay] {len(hits)} hits for query={query!r} category={category!r} "
-        f"({client.requests} API requests, {client.cache_hits} from the 24 h cache)")
+    log.info("[pixabay] %d hits for query=%r category=%r (%d API requests, %d from the 24 h cache)", len(hits),
+             query, category, client.requests, client.cache_hits)
     now = time.time()
     usable = [h for h in hits if h.get("id") is not None and h.get("largeImageURL")]
     merge_meta(root / META_FILE, [meta_entry(h, query, category, now) for h in usable])
     items = [ImageItem(str(h["id"]), h["largeImageURL"], str(root / image_path(h))) for h in usable]
     job = ImageJob(str(root), download or DownloadConfig(), segmenter, segment, max_image_pixels, source="pixabay")
-    report = run_downloads(items, root, job, executor, chunk, retry_failed=retry_failed, label="pixabay", log=log)
-    report = {"source": "pixabay", "query": query, "category": category, "limit": limit, "hits": len(hits),
-              "hits_without_image_url": len(hits) - len(usable), "api_requests": client.requests,
-              "api_cache_hits": client.cache_hits, "segmenter": segmenter, "licence": LICENCE, **report,
-              "seconds": round(time.perf_counter() - t0, 3)}
-    write_report(root / "report.json", report)
-    raise_for_failed_tasks(report, root / "report.json")
+    info = {"source": "pixabay", "query": query, "category": category, "limit": limit, "hits": len(hits),
+            "hits_without_image_url": len(hits) - len(usable), "api_requests": client.requests,
+            "api_cache_hits": client.cache_hits, "segmenter": segmenter, "licence": LICENCE}
+    on = executor.with_resources(GPU_TASK)  # the segmenter runs on a GPU where the cluster has one
+    run_items(items, root, job, on, chunk, retry_failed=retry_failed, label="pixabay", info=info, started=t0)
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m imprint.ingest.pixabay --query Q --segmenter M --out DATA``: fetch only (then ``imprint ingest``)."""
-    from imprint.executor import EXECUTORS, make_executor
-
-    p = argparse.ArgumentParser(prog="imprint-pixabay", description=__doc__.split("\n\n")[0])
-    p.add_argument("--query", default=None, help="search words (<= 100 characters); omit for all")
-    p.add_argument("--category", choices=CATEGORIES, default=None)
-    p.add_argument("--limit", type=int, default=100, help=f"images to fetch (the API stops at {MAX_HITS})")
-    p.add_argument("--segmenter", required=True, help="hub id or folder of a panoptic model")
-    p.add_argument("--out", type=Path, required=True, help="the DATA folder; files go to DATA/raw/pixabay/")
-    p.add_argument("--retry-failed", action="store_true", help="retry the images that failed before")
-    p.add_argument("--executor", choices=EXECUTORS, default="local")
-    p.add_argument("--workers", type=int, default=None)
-    args = p.parse_args(argv)
-    try:
-        with make_executor(args.executor, args.workers) as executor:
-            root = fetch_pixabay(args.out, args.query, args.category, args.limit, args.segmenter, executor,
-                                 args.retry_failed)
-    except (PixabayError, SegmenterError, ValueError) as exc:
-        print(f"imprint pixabay: {exc}", file=sys.stderr)
-        return 2
-    except DownloadError as exc:
-        print(f"imprint pixabay: {exc}", file=sys.stderr)
-        return 1
-    print(root)
-    return 0
+def _check(request: Request) -> None:
+    check_query(request.option("query"), request.option("category"))
+    resolve_api_key()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def _materialise(request: Request, executor: Executor) -> Path:
+    return fetch_pixabay(request.out, request.option("query"), request.option("category"), request.limit or 100,
+                         request.option("segmenter") or DEFAULT_SEGMENTER, executor,
+                         bool(request.option("retry_failed")), request.option("pixabay_url") or PIXABAY_API)
+
+
+SOURCE = SourceDef(
+    name="pixabay", kind="image", reader=PixabaySource,
+    licence=LICENCE,
+    attribution="each image's Pixabay user and page (https://pixabay.com)",
+    layout="searched through the Pixabay API (`PIXABAY_API_KEY`), downloaded and segmented: "
+           "`DATA/raw/pixabay/meta.jsonl`, `images/<id>.jpg`, `masks/<id>/`",
+    ingest={"min_frames_per_instance": 1},
+    limit_groups=False,
+    materialise=Materialise(run=_materialise, check=_check, options=(
+        Option(("--query",), "search terms"),
+        Option(("--category",), "category (animals, food, ...)"),
+        Option(("--pixabay-url",), "API base URL (default: the real API)"),
+        SEGMENTER, RETRY_FAILED)))

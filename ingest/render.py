@@ -223,6 +223,7 @@ def load_meshes(source: "str | Path | Any", max_faces: int) -> list[Any]:
     """The object's triangle meshes in world coordinates, with their visuals (materials, textures)."""
     import trimesh
 
+    scene: Any
     if isinstance(source, (str, Path)):
         if str(source).lower().endswith(".glb"):
             check_glb(source)

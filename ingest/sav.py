@@ -11,12 +11,15 @@ annotated frame once (``decord``) and writes, one folder per video::
     DATA/raw/sav/
       videos/<video>/frames/<00000>.jpg          annotated frames, named by their 24 fps index
       videos/<video>/masks/<masklet>/<00000>.png  one 1-bit PNG per masklet per frame it is visible in
-      videos/<video>/video.json                   sizes, masklets, settings; written last
-      report.json                                 videos seen / kept / dropped by reason, failures
+      videos/<video>/video.json                   sizes, masklets, settings
+      settings.json                               the SAVConfig the videos were decoded with
+      status/                                     the status ledger (imprint.ingest.ledger): one row per video
+      report.json                                 videos by status (ok, corrupt_video, ...), failures
       archives/<sav_XXX>/                         official tars given as --root, unpacked safely
 
-A video folder is written under a temporary name and renamed, so it exists only
-complete; a rerun skips finished videos. Masklet ids are the position in the manual
+A video folder appears whole or not at all (:func:`imprint.io.atomic_dir`); a video is an
+item of the ledger, so a rerun skips finished ones (and failed ones unless
+``--retry-failed``), and other settings decode every video again. Masklet ids are the position in the manual
 json (``000``, ``001``…); auto masklets (``include_auto``) are ``auto000``… Frames in
 which no kept masklet is visible and empty masks are not written.
 
@@ -33,13 +36,11 @@ characters with deltas from the run two back), the same as ``pycocotools.mask``.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import shutil
-import sys
 import time
 import traceback
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,18 +49,26 @@ import cv2
 import numpy as np
 
 from imprint import __version__
-from imprint.archive import extract_archive, is_archive, archive_stem
+from imprint.archive import archive_stem, extract_archive, is_archive
+from imprint.errors import UsageError
 from imprint.executor import Executor
-from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, resize_mask, sorted_frames
+from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
+from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
+from imprint.ingest.download import ItemStatus
+from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
+from imprint.ingest.sources import Materialise, Request, SourceDef
+from imprint.io import atomic_dir, is_temporary_dir, remove_stale_dirs, write_json_atomic
 from imprint.masks import encode_mask_png
 from imprint.media import read_label_map
-from imprint.io import write_json_atomic
 from imprint.records import frame_sort_key
-from imprint.stats import Drop, Stats
+from imprint.stats import Drop
 
-LICENCE = "SA-V: videos and annotations CC BY 4.0 (Meta, Segment Anything Video)"
+log = logging.getLogger(__name__)
+
+LICENCE = "SA-V: videos and annotations CC BY 4.0"
 VIDEO_SUFFIX = ".mp4"
+SETTINGS = "settings.json"
 
 # ---------------------------------------------------------------------------------------------- RLE
 
@@ -89,24 +98,6 @@ def rle_counts_decode(s: str | bytes) -> np.ndarray:
     return cnts
 
 
-def rle_counts_encode(cnts: np.ndarray | list[int]) -> str:
-    """Run lengths -> COCO compressed-RLE string (``rleToString``)."""
-    cnts = [int(v) for v in cnts]
-    out = []
-    for i, x in enumerate(cnts):
-        if i > 2:
-            x -= cnts[i - 2]
-        more = True
-        while more:
-            ch = x & 0x1F
-            x >>= 5
-            more = (x != -1) if ch & 0x10 else (x != 0)
-            if more:
-                ch |= 0x20
-            out.append(chr(ch + 48))
-    return "".join(out)
-
-
 def rle_runs(rle: dict[str, Any]) -> tuple[int, int, np.ndarray]:
     """Parse and check a COCO RLE without building its mask: ``(H, W, run lengths)``."""
     try:
@@ -132,23 +123,6 @@ def runs_to_mask(h: int, w: int, cnts: np.ndarray) -> np.ndarray:
     return cv2.transpose(np.repeat(values, cnts).reshape(w, h)).view(bool)
 
 
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """A COCO RLE ``{"size": [H, W], "counts": str | list[int]}`` -> bool mask HxW (column-major runs)."""
-    return runs_to_mask(*rle_runs(rle))
-
-
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """Bool mask HxW -> COCO compressed RLE dict (for fixtures; pycocotools ``encode`` gives the same)."""
-    h, w = mask.shape
-    flat = np.asarray(mask, dtype=bool).flatten(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.r_[0, change, flat.size]
-    cnts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        cnts = [0, *cnts]
-    return {"size": [h, w], "counts": rle_counts_encode(cnts)}
-
-
 # ---------------------------------------------------------------------------------------------- settings
 
 
@@ -172,13 +146,14 @@ class SAVConfig:
 
 
 @dataclass(frozen=True)
-class VideoTask:
-    video_id: str
-    mp4: str
+class VideoItem:
+    """One video to decode (an item of the ledger: ``item_id`` is the video id, ``url`` its mp4)."""
+
+    item_id: str
+    url: str
     manual: str | None
     auto: str | None
     out_dir: str
-    cfg: SAVConfig
 
 
 # ---------------------------------------------------------------------------------------------- one video
@@ -211,48 +186,53 @@ def _open_video(mp4: str) -> Any:
         raise Drop("corrupt_video", f"{mp4} cannot be opened: {type(exc).__name__}: {str(exc)[:500]}") from None
 
 
-def materialise_video(task: VideoTask) -> dict[str, Any]:
-    """Decode one video's annotated frames and masks into ``out_dir/<video>/``; returns its counts.
+@dataclass(frozen=True)
+class SAVJob:
+    """The ledger step: decode each video of a chunk (:func:`materialise_video`). Picklable for Ray."""
 
-    Never raises for bad input: the result's ``status`` is ``ok`` or the drop reason
-    (``missing_annotation``, ``corrupt_annotation``, ``missing_file``, ``empty_file``,
-    ``corrupt_video``, ``size_mismatch``, ``error``) with its ``error``.
+    cfg: SAVConfig
+
+    def __call__(self, items: Sequence[VideoItem]) -> list[ItemStatus]:
+        return [materialise_video(item, self.cfg) for item in items]
+
+
+def materialise_video(item: VideoItem, cfg: SAVConfig) -> ItemStatus:
+    """Decode one video's annotated frames and masks into ``out_dir/<video>/`` (whole or not at all).
+
+    Never raises for bad input: the status is ``ok`` (``extra``: frames, masks, masklets) or the
+    drop reason (``missing_annotation``, ``corrupt_annotation``, ``missing_file``, ``empty_file``,
+    ``corrupt_video``, ``size_mismatch``, ``error``) with its error.
     """
     t0 = time.perf_counter()
-    final = Path(task.out_dir) / task.video_id
-    tmp = final.with_name(f"{task.video_id}.tmp-{os.getpid()}")
+    status = ItemStatus(item.item_id, item.url, "ok", path=str(Path(item.out_dir) / item.item_id))
     try:
-        counts = _materialise(task, tmp)
+        with atomic_dir(Path(item.out_dir) / item.item_id) as tmp:
+            status.extra = _decode_video(item, cfg, tmp)
     except Drop as drop:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return {"video": task.video_id, "status": drop.reason, "error": drop.detail}
+        status.status, status.error, status.path = drop.reason, drop.detail, None
     except Exception:  # noqa: BLE001 - an unforeseen failure: counted with its traceback, the job goes on
-        shutil.rmtree(tmp, ignore_errors=True)
-        return {"video": task.video_id, "status": "error", "error": traceback.format_exc()}
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return {"video": task.video_id, "status": "ok", "error": None, **counts,
-            "seconds": round(time.perf_counter() - t0, 3)}
+        status.status, status.error, status.path = "error", traceback.format_exc(), None
+    status.seconds = round(time.perf_counter() - t0, 3)
+    status.updated = time.time()
+    return status
 
 
-def _materialise(task: VideoTask, tmp: Path) -> dict[str, Any]:
-    cfg = task.cfg
+def _decode_video(task: VideoItem, cfg: SAVConfig, tmp: Path) -> dict[str, Any]:
     if task.manual is None or not Path(task.manual).is_file():
-        raise Drop("missing_annotation", f"no {task.video_id}_manual.json beside {task.mp4}")
+        raise Drop("missing_annotation", f"no {task.item_id}_manual.json beside {task.url}")
     meta, masklets = _load_masklets(task.manual, "")
     if cfg.include_auto and task.auto is not None and Path(task.auto).is_file():
         _, auto = _load_masklets(task.auto, "auto")
         masklets += auto
     n_annot = max((len(m) for _, m in masklets), default=0)
-    vr = _open_video(task.mp4)
+    vr = _open_video(task.url)
     try:
         n_video = len(vr)
         if n_video == 0:
             raise ValueError("the video has no frames")
         h, w = vr[0].shape[:2]
     except Exception as exc:  # noqa: BLE001 - a broken stream fails on the first decode
-        raise Drop("corrupt_video", f"{task.mp4}: {type(exc).__name__}: {str(exc)[:500]}") from None
+        raise Drop("corrupt_video", f"{task.url}: {type(exc).__name__}: {str(exc)[:500]}") from None
     # parse and check every RLE first (cheap, no mask is built) so that a bad annotation fails before any
     # frame is decoded; masks are built frame by frame as they are written (a video's masks at once would
     # take gigabytes)
@@ -267,7 +247,7 @@ def _materialise(task: VideoTask, tmp: Path) -> dict[str, Any]:
             except ValueError as exc:
                 raise Drop("corrupt_annotation", f"{task.manual}: masklet {masklet_id} frame {t}: {exc}") from None
             if (mh, mw) != (h, w):
-                raise Drop("size_mismatch", f"{task.video_id}: masks are {mw}x{mh}, the video is {w}x{h}")
+                raise Drop("size_mismatch", f"{task.item_id}: masks are {mw}x{mh}, the video is {w}x{h}")
             if not runs[1::2].any():
                 empty += 1
                 continue
@@ -275,7 +255,6 @@ def _materialise(task: VideoTask, tmp: Path) -> dict[str, Any]:
     wanted = sorted(t for t in masks if t * cfg.annot_sample_rate < n_video)
     beyond = len(masks) - len(wanted)
     frames_dir = tmp / "frames"
-    shutil.rmtree(tmp, ignore_errors=True)
     frames_dir.mkdir(parents=True)
     written_masks = 0
     for i in range(0, len(wanted), cfg.batch_frames):
@@ -283,14 +262,14 @@ def _materialise(task: VideoTask, tmp: Path) -> dict[str, Any]:
         try:
             batch = vr.get_batch([t * cfg.annot_sample_rate for t in ts]).asnumpy()
         except Exception as exc:  # noqa: BLE001 - a stream broken in the middle
-            raise Drop("corrupt_video", f"{task.mp4}: frames {ts[0] * cfg.annot_sample_rate}..: "
+            raise Drop("corrupt_video", f"{task.url}: frames {ts[0] * cfg.annot_sample_rate}..: "
                                         f"{type(exc).__name__}: {str(exc)[:500]}") from None
         for t, rgb in zip(ts, batch):
             name = f"{t * cfg.annot_sample_rate:05d}"
             ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
             if not ok:
-                raise RuntimeError(f"cv2 could not encode frame {name} of {task.video_id}")
+                raise RuntimeError(f"cv2 could not encode frame {name} of {task.item_id}")
             (frames_dir / f"{name}.jpg").write_bytes(jpg.tobytes())
             for masklet_id, runs in masks[t]:
                 mdir = tmp / "masks" / masklet_id
@@ -298,7 +277,7 @@ def _materialise(task: VideoTask, tmp: Path) -> dict[str, Any]:
                 (mdir / f"{name}.png").write_bytes(encode_mask_png(runs_to_mask(h, w, runs)))
                 written_masks += 1
     info = {
-        "video_id": task.video_id, "mp4": task.mp4, "manual": task.manual, "auto": task.auto,
+        "video_id": task.item_id, "mp4": task.url, "manual": task.manual, "auto": task.auto,
         "width": w, "height": h, "video_frames": n_video, "annotated_frames": n_annot,
         "annot_sample_rate": cfg.annot_sample_rate, "frames_written": len(wanted),
         "frames_beyond_video": beyond, "masks_written": written_masks, "empty_masks": empty,
@@ -307,27 +286,25 @@ def _materialise(task: VideoTask, tmp: Path) -> dict[str, Any]:
         "config": asdict(cfg), "imprint_version": __version__,
     }
     write_json_atomic(tmp / "video.json", info)  # last: the folder is complete
-    return {"frames": len(wanted), "masks": written_masks, "masklets": len(masklets), "empty_masks": empty,
+    return {"objects": len(masklets), "frames": len(wanted), "masks": written_masks, "empty_masks": empty,
             "frames_beyond_video": beyond}
 
 
 # ---------------------------------------------------------------------------------------------- the job
 
 
-def _video_dirs(root: Path, raw: Path, log: Callable[[str], None]) -> tuple[list[Path], list[dict]]:
+def _video_dirs(root: Path, raw: Path) -> tuple[list[Path], list[dict[str, Any]]]:
     """Every mp4 under ``root`` (a folder, an official tar, or a folder of tars), with the archives unpacked."""
+    _check_root(root)
     archives = []
     if is_archive(root):
         tars = [root]
         root_dirs: list[Path] = []
-    elif root.is_dir():
+    else:
         tars = sorted(p for p in root.iterdir() if is_archive(p))
         root_dirs = [root]
-    else:
-        raise LayoutError(f"--root {root} does not exist" if not root.exists()
-                          else f"--root {root} is neither a folder nor an archive (.tar)")
     for tar in tars:
-        log(f"[sav] unpacking {tar.name} into {raw / 'archives' / archive_stem(tar)}")
+        log.info("[sav] unpacking %s into %s", tar.name, raw / "archives" / archive_stem(tar))
         report = extract_archive(tar, raw / "archives" / archive_stem(tar))
         archives.append(report.to_dict())
         root_dirs.append(Path(report.target))
@@ -335,74 +312,68 @@ def _video_dirs(root: Path, raw: Path, log: Callable[[str], None]) -> tuple[list
     return mp4s, archives
 
 
+def _check_root(root: Path) -> None:
+    """A folder or an archive that exists (cheap: before any executor starts)."""
+    if not root.exists():
+        raise LayoutError(f"--root {root} does not exist")
+    if not (root.is_dir() or is_archive(root)):
+        raise LayoutError(f"--root {root} is neither a folder nor an archive (.tar)")
+
+
+def _pin_settings(raw: Path, cfg: SAVConfig) -> None:
+    """Decode with ``cfg``: a ledger made with other settings is dropped, so every video is decoded again."""
+    path = raw / SETTINGS
+    want = asdict(cfg)
+    try:
+        have = json.loads(path.read_text())
+    except (OSError, ValueError):
+        have = None
+    if have != want:
+        if have is not None:
+            log.info("[sav] settings changed (%s -> %s): every video is decoded again", have, want)
+        shutil.rmtree(raw / STATUS_DIR, ignore_errors=True)
+        write_json_atomic(path, want)
+
+
 def prepare_sav(root: Path, out: Path, executor: Executor | None = None, limit: int | None = None,
-                cfg: SAVConfig | None = None, *, log: Callable[[str], None] | None = None) -> Path:
+                cfg: SAVConfig | None = None, *, retry_failed: bool = False, chunk: int = 1) -> Path:
     """Materialise SA-V train videos under ``out/raw/sav/`` and return that folder (the reader's root).
 
     ``root``: the extracted ``sav_train`` (or one ``sav_XXX`` folder), an official tar,
     or a folder of tars. ``out`` is DATA. ``limit`` keeps the first N videos by id.
-    Finished videos are skipped on a rerun; bad ones are counted in ``report.json``
-    under their reason and the job goes on.
+    A video is one item of the ledger ``raw/sav/status/`` (``chunk`` videos per task):
+    finished videos are skipped on a rerun, failed ones too unless ``retry_failed``; each
+    is counted in ``report.json`` under its status and the job goes on.
     """
     from imprint.executor import LocalExecutor
 
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = cfg or SAVConfig()
     executor = executor or LocalExecutor()
     t0 = time.perf_counter()
     if limit is not None and limit < 0:
-        raise ValueError("--limit must be >= 0")
+        raise UsageError("--limit must be >= 0")
     raw = Path(out) / "raw" / "sav"
     videos_dir = raw / "videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
-    for stale in videos_dir.glob("*.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    mp4s, archives = _video_dirs(Path(root), raw, log)
+    remove_stale_dirs(videos_dir)
+    mp4s, archives = _video_dirs(Path(root), raw)
     if not mp4s:
         raise LayoutError(f"{root} holds no SA-V video: expected sav_train/sav_XXX/sav_NNNNNN.mp4 with "
                           f"sav_NNNNNN_manual.json beside it (or the sav_XXX.tar archives)")
     if limit is not None:
         mp4s = mp4s[:limit]
-    tasks, done = [], 0
+    items = []
     for mp4 in mp4s:
-        vid = mp4.stem
-        manual = mp4.with_name(f"{vid}_manual.json")
-        auto = mp4.with_name(f"{vid}_auto.json")
-        task = VideoTask(vid, str(mp4), str(manual) if manual.is_file() else None,
-                         str(auto) if auto.is_file() else None, str(videos_dir), cfg)
-        if _video_done(videos_dir / vid, cfg):
-            done += 1
-        else:
-            tasks.append(task)
-    log(f"[sav] {len(mp4s)} videos; {done} already materialised, {len(tasks)} to do on the {executor.name} executor")
-    stats = Stats()
-    stats.keep(done)
-    totals: Counter = Counter()
-    for n, outcome in enumerate(executor.run(materialise_video, tasks), 1):
-        task = tasks[outcome.index]
-        res = outcome.result if outcome.ok else {"video": task.video_id, "status": "error", "error": outcome.error}
-        if res["status"] == "ok":
-            stats.keep()
-            totals.update({k: res[k] for k in ("frames", "masks", "empty_masks", "frames_beyond_video")})
-        else:
-            stats.drop(res["status"], item=task.video_id, error=res["error"])
-        if n % 50 == 0 or n == len(tasks):
-            log(f"[sav] {n}/{len(tasks)} videos: kept {stats.kept}, dropped {dict(stats.dropped)}")
-    report = {"source": "sav", "root": str(root), "version": __version__, "videos": len(mp4s),
-              "already_done": done, **stats.to_dict(), "this_run": dict(totals), "archives": archives,
-              "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 3)}
-    write_json_atomic(raw / "report.json", report)
-    log(f"[sav] videos seen {stats.seen}, kept {stats.kept}, dropped {dict(stats.dropped)}; "
-        f"report: {raw / 'report.json'}")
+        manual, auto = mp4.with_name(f"{mp4.stem}_manual.json"), mp4.with_name(f"{mp4.stem}_auto.json")
+        items.append(VideoItem(mp4.stem, str(mp4), str(manual) if manual.is_file() else None,
+                               str(auto) if auto.is_file() else None, str(videos_dir)))
+    _pin_settings(raw, cfg)
+    info = {"source": "sav", "root": str(root), "version": __version__, "videos": len(mp4s), "archives": archives,
+            "config": asdict(cfg)}
+    report = run_items(items, raw, SAVJob(cfg), executor, chunk, retry_failed=retry_failed, label="sav", info=info,
+                       started=t0)
+    log.info("[sav] %d videos: %s; report: %s", len(items), report["counts"], raw / "report.json")
     return raw
-
-
-def _video_done(video_dir: Path, cfg: SAVConfig) -> bool:
-    try:
-        info = json.loads((video_dir / "video.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return info.get("config") == asdict(cfg)
 
 
 # ---------------------------------------------------------------------------------------------- the reader
@@ -426,28 +397,31 @@ def _group(video_id: str, image_dir: Path, ann_dir: Path) -> Group:
     return Group(group_id=video_id, frames=sorted_frames(frames), missing_reason="missing_annotation")
 
 
+def _official_dir(root: Path) -> Path | None:
+    """The official ``sav_val`` / ``sav_test`` folder at or under ``root`` (read as is), or None."""
+    return next((p for p in (root, root / "sav_val", root / "sav_test")
+                 if (p / "JPEGImages_24fps").is_dir() and (p / "Annotations_6fps").is_dir()), None)
+
+
 class SAVSource(Source):
     """SA-V as materialised by :func:`prepare_sav`, or the official ``sav_val`` / ``sav_test`` folders."""
-
-    name = "sav"
-    licence = LICENCE
 
     def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
         root = Path(root)
         videos = root / "videos" if (root / "videos").is_dir() else root
         groups = [_group(d.name, d / "frames", d / "masks")
-                  for d in sorted(videos.iterdir()) if (d / "video.json").is_file() and (d / "masks").is_dir()] \
+                  for d in sorted(videos.iterdir())
+                  if (d / "video.json").is_file() and (d / "masks").is_dir() and not is_temporary_dir(d)] \
             if videos.is_dir() else []
         if not groups:
-            official = next((p for p in (root, root / "sav_val", root / "sav_test")
-                             if (p / "JPEGImages_24fps").is_dir() and (p / "Annotations_6fps").is_dir()), None)
+            official = _official_dir(root)
             if official is not None:
                 groups = [_group(d.name, official / "JPEGImages_24fps" / d.name, d)
                           for d in sorted((official / "Annotations_6fps").iterdir()) if d.is_dir()]
         if not groups:
             if any(root.rglob(f"sav_*{VIDEO_SUFFIX}")):
-                raise LayoutError(f"{root} holds SA-V mp4s: materialise them first (prepare_sav / "
-                                  f"`imprint fetch sav`), then ingest the folder it writes (DATA/raw/sav)")
+                raise LayoutError(f"{root} holds SA-V mp4s: materialise them first (`imprint ingest sav --root "
+                                  f"{root}` does), then ingest the folder it writes (DATA/raw/sav)")
             raise LayoutError(f"{root} is not an SA-V folder: expected videos/<video>/frames/<00000>.jpg + "
                               f"masks/<masklet>/<00000>.png + video.json (prepare_sav), or the official "
                               f"JPEGImages_24fps/ + Annotations_6fps/ of sav_val / sav_test")
@@ -456,9 +430,39 @@ class SAVSource(Source):
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
         out: InstanceMasks = {}
         for instance_id, _ in frame.expected or ():
-            png = Path(frame.annotation) / instance_id / f"{frame.name}.png"
+            png = Path(frame.annotation_file) / instance_id / f"{frame.name}.png"
             if not png.is_file():
                 continue  # counted as empty_mask by the shared step
             values = read_label_map(str(png), cfg.max_image_pixels)
-            out[instance_id] = (resize_mask((values > 0).astype(np.uint8), size).astype(bool), None)
+            out[instance_id] = (resize_labels((values > 0).astype(np.uint8), size).astype(bool), None)
         return out
+
+
+# ---------------------------------------------------------------------------------------------- the source
+
+
+def _root(request: Request) -> Path:
+    if request.root is None:
+        raise UsageError("sav needs --root: the extracted sav_train folder, a sav_XXX.tar or a folder of tars "
+                         "(or the official sav_val / sav_test folder, read as is)")
+    return request.root
+
+
+def _check(request: Request) -> None:
+    _check_root(_root(request))
+
+
+def _materialise(request: Request, executor: Executor) -> Path:
+    root = _root(request)
+    if (root / "videos").is_dir() or _official_dir(root) is not None:
+        return root  # already frames and masks: read as is
+    return prepare_sav(root, request.out, executor, request.limit, retry_failed=bool(request.option("retry_failed")))
+
+
+SOURCE = SourceDef(
+    name="sav", kind="video", reader=SAVSource,
+    licence=LICENCE,
+    attribution="SA-V (Ravi et al., SAM 2, 2024), https://ai.meta.com/datasets/segment-anything-video/",
+    layout="`sav_train/sav_XXX/sav_NNNNNN.mp4` + `sav_NNNNNN_manual.json` (or the `sav_XXX.tar` archives), decoded "
+           "to `DATA/raw/sav/videos/<video>/`; or the official `sav_val` / `sav_test` folders, read as is",
+    materialise=Materialise(run=_materialise, check=_check, options=(RETRY_FAILED,)))

@@ -16,8 +16,8 @@ covers (a region cut by the frame). Every drop is counted under its reason:
 ``not_thing``, ``area_too_small``, ``area_too_large``, ``fragmented``,
 ``cut_by_border``, ``too_many_objects``.
 
-Output layout, per image ``<id>`` (written to ``<id>.tmp/`` then renamed, so a kill
-never leaves a half-written folder): ``masks/<id>/<k>.png`` (1-bit PNG, full image,
+Output layout, per image ``<id>`` (a folder that appears whole: :func:`imprint.io.atomic_dir`,
+so a kill never leaves a half-written one): ``masks/<id>/<k>.png`` (1-bit PNG, full image,
 1 = object, ``k`` = 1, 2, …) and ``masks/<id>/objects.json`` (label, score, area per
 object, and the drops).
 """
@@ -27,19 +27,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
-import shutil
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import cv2
 import numpy as np
 
 from imprint.errors import ImprintError
+from imprint.hub import load_pretrained
+from imprint.io import atomic_dir
 from imprint.masks import decode_mask_png, encode_mask_png
+
+T = TypeVar("T")
 
 RECOMMENDED_SEGMENTERS = {
     "facebook/mask2former-swin-large-coco-panoptic": "licence 'other' on the model card: read it before use",
@@ -59,7 +61,6 @@ COCO_THINGS = frozenset((
     "hair drier", "toothbrush",
 ))
 
-DROP_REASONS = ("not_thing", "area_too_small", "area_too_large", "fragmented", "cut_by_border", "too_many_objects")
 
 
 class SegmenterError(ImprintError, RuntimeError):
@@ -152,7 +153,7 @@ def mask_filter_reason(mask: np.ndarray, cfg: SegmentConfig) -> str | None:
 
 
 def filter_segments(candidates: Sequence[tuple[np.ndarray, str, float, bool]], cfg: SegmentConfig,
-                    drops: Counter | None = None) -> list[Segment]:
+                    drops: Counter[str] | None = None) -> list[Segment]:
     """Keep the thing masks that pass the filters, best score first, at most ``max_objects``.
 
     ``candidates`` are ``(mask, label, score, is_thing)``; every drop is counted in ``drops``.
@@ -215,13 +216,17 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_error(name: str, exc: Exception) -> SegmenterError:
-    offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes")
-    hint = (f"download it first (`hf download {name}`, then keep HF_HUB_OFFLINE=1) or pass the folder of a "
-            f"saved model" if offline else "check the hub id or the folder (it must hold config.json, the weights "
-            "and preprocessor_config.json)")
-    return SegmenterError(f"cannot load segmenter {name!r}: {type(exc).__name__}: {exc}; {hint}. Recommended: "
-                          + ", ".join(f"{k} ({v})" for k, v in RECOMMENDED_SEGMENTERS.items()))
+def _pretrained(load: Callable[..., T], name: str) -> T:
+    """``load(name)`` through :func:`imprint.hub.load_pretrained` (a model that cannot be had is one clear
+    :class:`~imprint.hub.ModelUnavailable`), with transformers' load-time chatter silenced; a folder or
+    config transformers cannot use is a :class:`SegmenterError`."""
+    try:
+        with _quiet_transformers():
+            return load_pretrained(load, name, "the segmenter")
+    except ValueError as exc:
+        raise SegmenterError(f"cannot load segmenter {name!r}: {type(exc).__name__}: {exc}; check the hub id or "
+                             f"the folder (config.json, the weights and preprocessor_config.json). Recommended: "
+                             + ", ".join(f"{k} ({v})" for k, v in RECOMMENDED_SEGMENTERS.items())) from None
 
 
 def check_segmenter(name_or_path: str, cfg: SegmentConfig | None = None) -> dict[str, Any]:
@@ -230,11 +235,7 @@ def check_segmenter(name_or_path: str, cfg: SegmentConfig | None = None) -> dict
     from transformers.models.auto.modeling_auto import MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES
 
     cfg = cfg or SegmentConfig()
-    try:
-        with _quiet_transformers():
-            config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise _load_error(name_or_path, exc) from None
+    config = _pretrained(AutoConfig.from_pretrained, name_or_path)
     if config.model_type not in MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES:
         raise SegmenterError(
             f"{name_or_path!r} is a {config.model_type!r} model, not a universal (panoptic) segmentation model; "
@@ -255,13 +256,9 @@ def check_segmenter(name_or_path: str, cfg: SegmentConfig | None = None) -> dict
 def _load_processor(name_or_path: str, model_type: str) -> Any:
     from transformers import AutoImageProcessor, AutoProcessor
 
-    try:
-        with _quiet_transformers():
-            if model_type == "oneformer":  # its processor also tokenises the task text ("the task is panoptic")
-                return AutoProcessor.from_pretrained(name_or_path)
-            return AutoImageProcessor.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise _load_error(name_or_path, exc) from None
+    if model_type == "oneformer":  # its processor also tokenises the task text ("the task is panoptic")
+        return _pretrained(AutoProcessor.from_pretrained, name_or_path)
+    return _pretrained(AutoImageProcessor.from_pretrained, name_or_path)
 
 
 @contextlib.contextmanager
@@ -321,12 +318,8 @@ class Segmenter:
 
         cfg = cfg or SegmentConfig()
         device = device or cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            with _quiet_transformers():
-                config = AutoConfig.from_pretrained(name_or_path)
-                model = AutoModelForUniversalSegmentation.from_pretrained(name_or_path)
-        except (OSError, ValueError) as exc:
-            raise _load_error(name_or_path, exc) from None
+        config = _pretrained(AutoConfig.from_pretrained, name_or_path)
+        model = _pretrained(AutoModelForUniversalSegmentation.from_pretrained, name_or_path)
         processor = _load_processor(name_or_path, config.model_type)
         model.eval().to(device)
         return cls(model, processor, cfg, name_or_path)
@@ -361,7 +354,7 @@ class Segmenter:
                         label_id in self.things))
         return out
 
-    def segment(self, image: Any, drops: Counter | None = None) -> list[Segment]:
+    def segment(self, image: Any, drops: Counter[str] | None = None) -> list[Segment]:
         """The kept objects of ``image`` (best score first); drops are counted in ``drops`` by reason."""
         return filter_segments(self.panoptic(image), self.cfg, drops)
 
@@ -379,30 +372,23 @@ OBJECTS_FILE = "objects.json"
 
 
 def write_objects(masks_dir: Path, item_id: str, segments: Sequence[Segment], info: dict[str, Any],
-                  drops: Counter | dict | None = None, instance_ids: Sequence[str] | None = None,
+                  drops: Mapping[str, int] | None = None, instance_ids: Sequence[str] | None = None,
                   png_level: int = 6) -> Path:
-    """Write ``masks_dir/<item_id>/<k>.png`` and ``objects.json`` atomically (a temp folder, then a rename)."""
-    masks_dir = Path(masks_dir)
-    final = masks_dir / item_id
-    tmp = masks_dir / f"{item_id}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    """Write ``masks_dir/<item_id>/<k>.png`` and ``objects.json`` into a folder that appears whole."""
+    final = Path(masks_dir) / item_id
     objects = []
-    for k, seg in enumerate(segments, 1):
-        mask = np.asarray(seg.mask, dtype=bool)
-        (tmp / f"{k}.png").write_bytes(encode_mask_png(mask, png_level))
-        objects.append({"k": k, "file": f"{k}.png",
-                        "instance_id": str(instance_ids[k - 1]) if instance_ids else str(k),
-                        "label": seg.label, "score": None if seg.score is None else round(float(seg.score), 6),
-                        "area_frac": round(float(np.count_nonzero(mask)) / mask.size, 6)})
-    height, width = (segments[0].mask.shape if segments else (info.get("height"), info.get("width")))
-    doc = {**info, "width": width, "height": height, "objects": objects,
-           "dropped": dict(sorted(Counter(drops or {}).items()))}
-    (tmp / OBJECTS_FILE).write_text(json.dumps(doc, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_dir(final) as tmp:
+        for k, seg in enumerate(segments, 1):
+            mask = np.asarray(seg.mask, dtype=bool)
+            (tmp / f"{k}.png").write_bytes(encode_mask_png(mask, png_level))
+            objects.append({"k": k, "file": f"{k}.png",
+                            "instance_id": str(instance_ids[k - 1]) if instance_ids else str(k),
+                            "label": seg.label, "score": None if seg.score is None else round(float(seg.score), 6),
+                            "area_frac": round(float(np.count_nonzero(mask)) / mask.size, 6)})
+        height, width = (segments[0].mask.shape if segments else (info.get("height"), info.get("width")))
+        doc = {**info, "width": width, "height": height, "objects": objects,
+               "dropped": dict(sorted(Counter(drops or {}).items()))}
+        (tmp / OBJECTS_FILE).write_text(json.dumps(doc, indent=1))
     return final / OBJECTS_FILE
 
 
@@ -436,8 +422,10 @@ def save_tiny_mask2former(path: str | Path, seed: int = 0) -> Path:
         from transformers import Mask2FormerImageProcessor
 
         torch.manual_seed(seed)
-        backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=32, depths=[1] * 4, num_heads=[1] * 4,
-                              window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
+        swin: dict[str, Any] = {"image_size": 64, "patch_size": 4, "embed_dim": 32, "depths": [1] * 4,
+                                "num_heads": [1] * 4, "window_size": 4,
+                                "out_features": ["stage1", "stage2", "stage3", "stage4"]}
+        backbone = SwinConfig(**swin)
         config = Mask2FormerConfig(
             backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
             encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,

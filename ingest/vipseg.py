@@ -17,6 +17,7 @@ import numpy as np
 
 from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
 from imprint.ingest.config import IngestConfig
+from imprint.ingest.sources import SourceDef
 from imprint.media import read_label_map
 from imprint.stats import Drop
 
@@ -53,8 +54,6 @@ def load_categories(vip_root: Path) -> dict[int, tuple[str, bool]]:
 
 
 class VIPSeg(Source):
-    name = "vipseg"
-    licence = "VIPSeg: released for non-commercial research purposes only"
 
     def __init__(self) -> None:
         self._categories: dict[str, dict[int, tuple[str, bool]]] = {}
@@ -83,11 +82,11 @@ class VIPSeg(Source):
         return self._categories[vip]
 
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
-        labels = read_label_map(frame.annotation, cfg.max_image_pixels)
+        labels = read_label_map(frame.annotation_file, cfg.max_image_pixels)
         if (labels.shape[1], labels.shape[0]) != size:
             raise Drop("size_mismatch", f"{frame.annotation} is {labels.shape[1]}x{labels.shape[0]}, "
                                         f"its frame {size[0]}x{size[1]}")
-        categories = self._lookup(frame.annotation)
+        categories = self._lookup(frame.annotation_file)
         out: InstanceMasks = {}
         for value in np.unique(labels):
             sem = thing_semantic_id(int(value))
@@ -95,3 +94,11 @@ class VIPSeg(Source):
                 continue
             out[str(int(value))] = (labels == value, categories[sem][0])
         return out
+
+
+SOURCE = SourceDef(
+    name="vipseg", kind="video", reader=VIPSeg,
+    licence="VIPSeg: released for non-commercial research purposes only",
+    attribution="VIPSeg (Miao et al., CVPR 2022), https://github.com/VIPSeg-Dataset/VIPSeg-Dataset",
+    layout="`VIPSeg_720P/images/<video>/<8 digits>.jpg`, `VIPSeg_720P/panomasks/<video>/*.png` (16-bit), "
+           "`panoVIPSeg_categories.json`; only thing instances")

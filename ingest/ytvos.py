@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
 from imprint.ingest.config import IngestConfig
+from imprint.ingest.sources import SourceDef
 from imprint.media import read_label_map
 from imprint.stats import Drop
 
@@ -28,8 +29,6 @@ def find_split_dir(root: Path, split: str) -> Path:
 
 
 class YouTubeVOS(Source):
-    name = "ytvos"
-    licence = "YouTube-VOS: annotations CC BY 4.0; data for non-commercial research purposes only"
 
     def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
         split_dir = find_split_dir(root, cfg.split)
@@ -56,8 +55,16 @@ class YouTubeVOS(Source):
         return groups
 
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
-        labels = read_label_map(frame.annotation, cfg.max_image_pixels)
+        labels = read_label_map(frame.annotation_file, cfg.max_image_pixels)
         if (labels.shape[1], labels.shape[0]) != size:
             raise Drop("size_mismatch", f"{frame.annotation} is {labels.shape[1]}x{labels.shape[0]}, "
                                         f"its frame {size[0]}x{size[1]}")
         return {iid: (labels == int(iid), None) for iid, _ in (frame.expected or ())}
+
+
+SOURCE = SourceDef(
+    name="ytvos", kind="video", reader=YouTubeVOS,
+    licence="YouTube-VOS: annotations CC BY 4.0; the videos are for non-commercial research purposes only",
+    attribution="YouTube-VOS (Xu et al., 2018), https://youtube-vos.org",
+    layout="`train/meta.json`, `train/JPEGImages/<video>/<00000>.jpg`, `train/Annotations/<video>/<00000>.png` "
+           "(palette PNG, value = object id); `--set split=valid` for another split")

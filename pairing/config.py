@@ -6,22 +6,20 @@ from dataclasses import dataclass, field
 
 from imprint.augment.affine import AffineConfig
 from imprint.augment.color import ColorConfig
+from imprint.ingest.sources import get_source
 
-# How a source makes pairs (PAPER.md, "Data"): multi-view captures feed stage 1 only; videos and
-# photo groups give stage-2 frame pairs; single images give stage-2 self-pairs.
-SOURCE_KINDS = {
-    "mvimgnet": "multiview", "objaverse": "multiview",
-    "ytvos": "video", "vipseg": "video", "ppr10k": "video", "sav": "video",
-    "pixabay": "image", "urls": "image",
-}
-STAGE_OF_KIND = {"multiview": 1, "video": 2, "image": 2}
 IMAGE_FORMATS = ("jpeg", "png")
 
 
+def source_kind(source: str) -> str:
+    """How a source makes pairs (its definition's kind): ``multiview`` captures give stage-1 view pairs,
+    ``video`` frames stage-2 frame pairs, ``image`` sources stage-2 self-pairs (PAPER.md, "Data")."""
+    return get_source(source).kind
+
+
 def default_stage(source: str) -> int:
-    if source not in SOURCE_KINDS:
-        raise ValueError(f"unknown source {source!r}; known: {', '.join(sorted(SOURCE_KINDS))}")
-    return STAGE_OF_KIND[SOURCE_KINDS[source]]
+    """The stage ``source`` feeds unless a recipe or ``--sources`` with one ``--stage`` says otherwise."""
+    return get_source(source).stage
 
 
 def _range(name: str, value: tuple[float, float], low: float) -> None:

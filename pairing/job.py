@@ -9,7 +9,7 @@ then its marker. A rerun keeps the finished shards; the manifest is written last
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,13 +26,17 @@ from imprint.pairing.build import FrameCache, build_pair, cubes_for
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.plan import PairSpec, plan_pairs
 from imprint.io import write_json_atomic, write_text_atomic
-from imprint.parts import (JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker,
+from imprint.parts import (JobConflict, PartsRun, is_done, marker_path, part_path, prepare_out_dir, read_marker,
                            run_parts)
+from imprint.records import RECORDS_SCHEMA_VERSION
 from imprint.shards.schema import SHARDS_SCHEMA_VERSION
-from imprint.shards.writer import dataset_card, write_shard
+from imprint.shards.writer import (ATTRIBUTION, attribution_list, dataset_card, licence_counts, read_credits,
+                                   write_shard)
 from imprint.stats import Drop, Stats
 
-RECORD_COLUMNS = ["image_uri", "mask", "bbox", "width", "height", "category"]
+log = logging.getLogger(__name__)
+
+RECORD_COLUMNS = ["image_uri", "mask", "bbox", "width", "height", "category", "licence", "attribution"]
 
 
 class PairsError(ImprintError, RuntimeError):
@@ -67,9 +71,12 @@ class _Records:
         return {name: table[name][index] for name in RECORD_COLUMNS}
 
     def build(self, spec: PairSpec, frames: FrameCache, cfg: PairsConfig, cubes: list[str]) -> dict[str, Any]:
-        """The shard row of ``spec`` (raises :class:`Drop` for a pair that cannot be made)."""
-        return build_pair(spec, self.row(spec.records, spec.src_row), self.row(spec.records, spec.tgt_row),
-                          frames, cfg, cubes)
+        """The shard row of ``spec`` (raises :class:`Drop` for a pair that cannot be made), with the licence
+        and attribution of the records it comes from (both of one group, so of one item)."""
+        src = self.row(spec.records, spec.src_row)
+        row = build_pair(spec, src, self.row(spec.records, spec.tgt_row), frames, cfg, cubes)
+        row.update(licence=src["licence"], attribution=src["attribution"])
+        return row
 
 
 def build_shard(task: ShardTask) -> dict[str, Any]:
@@ -121,17 +128,17 @@ def _rows_per_shard(specs: list[PairSpec], cfg: PairsConfig) -> int:
 
 def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, int], cfg: PairsConfig,
               executor: Executor, *, weights: dict[str, float] | None = None, overwrite: bool = False,
-              split: str = "all", log=None) -> dict[str, Any]:
+              split: str = "all") -> dict[str, Any]:
     """Build the shards of one stage from ``sources`` ({source: pairs per instance}). Returns the report.
 
     ``split``: ``all`` pairs, or only the ``train`` / ``holdout`` groups (``cfg.holdout``).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     records_dir, out_dir = Path(records_dir), Path(out_dir)
     missing = [s for s in sources if not (records_dir / s).is_dir()]
     if missing:
         raise PairsError(f"no records for {', '.join(missing)} under {records_dir}; run `imprint ingest` first")
+    _check_records_schema(records_dir, sources)
     job = {"stage": stage, "sources": dict(sorted(sources.items())), "config": fingerprint(config_dict(cfg)),
            "split": split}
     try:
@@ -142,21 +149,35 @@ def run_pairs(records_dir: Path, out_dir: Path, stage: int, sources: dict[str, i
     rows = _rows_per_shard(specs, cfg)
     tasks = [ShardTask(i // rows, tuple(specs[i:i + rows]), cfg, str(out_dir)) for i in range(0, len(specs), rows)]
     todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
-    log(f"[pairs stage{stage}] {len(specs)} pairs planned from {', '.join(sorted(sources))} in {len(tasks)} "
-        f"shards; {len(tasks) - len(todo)} already done, {len(todo)} to run on the {executor.name} executor")
-    failed = run_parts(executor, build_shard, todo, f"pairs stage{stage}", "pairs", lambda m: m["rows"], log)
-    report, manifest = _finish(out_dir, stage, tasks, cfg, sources, weights, executor.name, failed,
+    log.info("[pairs stage%d] %d pairs planned from %s in %d shards; %d already done, %d to run on the %s executor",
+             stage, len(specs), ", ".join(sorted(sources)), len(tasks), len(tasks) - len(todo), len(todo),
+             executor.name)
+    ran = run_parts(executor, build_shard, todo, f"pairs stage{stage}", "pairs", lambda m: m["rows"], log.info)
+    failed = ran.failed
+    report, manifest = _finish(out_dir, stage, tasks, cfg, sources, weights, executor.name, ran,
                                time.perf_counter() - t0, split)
-    log(f"[pairs stage{stage}] {manifest['rows']} pairs in {len(manifest['shards'])} shards; dropped "
-        f"{report['dropped']}; manifest: {out_dir / 'manifest.json'}")
+    log.info("[pairs stage%d] %d pairs in %d shards; dropped %s; manifest: %s", stage, manifest["rows"],
+             len(manifest["shards"]), report["dropped"], out_dir / "manifest.json")
     if failed:
         raise PairsError(f"{len(failed)} shard(s) failed: {', '.join(sorted(failed))}; errors in "
                          f"{out_dir / 'report.json'}; run the same command again to retry them")
     return report
 
 
+def _check_records_schema(records_dir: Path, sources: dict[str, int]) -> None:
+    """Refuse records written by another version of the records schema (they lack columns pairs need)."""
+    for source in sorted(sources):
+        for part in sorted((records_dir / source).glob("part-*.parquet"))[:1]:
+            meta = pq.read_schema(part).metadata or {}
+            version = meta.get(b"imprint.schema", b"?").decode()
+            if version != RECORDS_SCHEMA_VERSION:
+                raise PairsError(f"{records_dir / source} holds records {version}; this imprint reads "
+                                 f"{RECORDS_SCHEMA_VERSION}: ingest {source} again with --overwrite")
+
+
 def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig, sources: dict[str, int],
-            weights: dict[str, float] | None, executor: str, failed: dict[str, str], seconds: float, split: str):
+            weights: dict[str, float] | None, executor: str, ran: PartsRun, seconds: float, split: str):
+    failed = ran.failed
     stats = Stats()
     shards = []
     counts: dict[str, int] = {}
@@ -172,10 +193,14 @@ def _finish(out_dir: Path, stage: int, tasks: list[ShardTask], cfg: PairsConfig,
                 "source_weights": dict(sorted((weights or {s: 1.0 for s in sources}).items()))}
     report = {"stage": stage, "version": __version__, "executor": executor, **stats.to_dict(),
               "failed_shards": [{"shard": k, "error": v} for k, v in sorted(failed.items())],
+              "retried_shards": ran.retried_list("shard"),
               "seconds": round(seconds, 3), "config": resolved}
+    credits = read_credits(out_dir / s["file"] for s in shards)
     manifest = {"schema": SHARDS_SCHEMA_VERSION, "version": __version__, "stage": stage, "config": resolved,
-                "sources": dict(sorted(counts.items())), "rows": sum(s["rows"] for s in shards), "shards": shards}
+                "sources": dict(sorted(counts.items())), "licences": licence_counts(credits),
+                "rows": sum(s["rows"] for s in shards), "shards": shards}
     write_json_atomic(out_dir / "report.json", report)
+    write_text_atomic(out_dir / ATTRIBUTION, attribution_list(credits, manifest["rows"]))
     write_text_atomic(out_dir / "README.md", dataset_card(manifest, report))
     if not failed:
         write_json_atomic(out_dir / "manifest.json", manifest)

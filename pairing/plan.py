@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from imprint.io import sha256_bytes
-from imprint.pairing.config import SOURCE_KINDS, PairsConfig
+from imprint.pairing.config import PairsConfig, source_kind
 
 PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name"]
 
@@ -69,7 +69,7 @@ def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generato
 
 def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int) -> Iterator[PairSpec]:
     """The pairs of one records part (whole groups live in one part)."""
-    kind = SOURCE_KINDS[source]
+    kind = source_kind(source)
     table = pq.read_table(part, columns=PLAN_COLUMNS).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}
     for row, key in enumerate(zip(table["group_id"], table["instance_id"])):

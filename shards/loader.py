@@ -24,7 +24,13 @@ Source weights (``LoaderConfig.source_weights``) thin sources: a row of source
 ``s`` is kept with probability ``w_s / max(w)`` (max over the manifest's sources;
 unlisted sources weigh 1.0), one draw per row from the worker's seeded keep rng.
 Weight 0 leaves a source out; rows are never repeated, so weighted epochs are
-shorter; ``len()`` ignores the weights.
+shorter. ``len()`` is exact under weights too: it replays the keep draws on the
+``source`` column (a light read, cached per epoch).
+
+Ranks: rank ``r`` of ``w`` reads shards ``r, r + w, ...`` of the manifest, so ranks hold
+different numbers of rows and their epochs differ in length. A distributed trainer agrees
+on the steps of each epoch (the fewest batches any rank has, :meth:`ShardLoader.batches_in`)
+and stops every rank there.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ __all__ = [
     "decode_rgb",
     "latent_mask",
     "read_manifest",
+    "split_shards",
 ]
 
 _FULL_COLUMNS = ["pair_id", "source", "seed", "object", "target", "mask"]
@@ -273,6 +280,20 @@ class _RowReader:
 # --- the dataset --------------------------------------------------------------------------------------
 
 
+def split_shards(shards: Sequence[dict], rank: int, world_size: int, where: str | Path) -> list[dict]:
+    """The shards rank ``rank`` of ``world_size`` reads: every ``world_size``-th, from its own index.
+
+    Every rank raises the same ``ValueError`` (naming the first rank left without a shard) when there
+    are fewer shards than ranks, so a distributed job stops on all of its ranks at once.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
+    if len(shards) < world_size:
+        raise ValueError(f"rank {len(shards)} of {world_size} gets no shard: {where} has {len(shards)}; "
+                         "use fewer ranks or write more (smaller) shards")
+    return list(shards[rank::world_size])
+
+
 class ShardStream(IterableDataset):
     """One rank's pair shards as a stream of sample dicts (see the module docstring).
 
@@ -287,15 +308,9 @@ class ShardStream(IterableDataset):
         super().__init__()
         self.shard_dir = Path(shard_dir)
         self.cfg = cfg or LoaderConfig()
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
-        self.rank, self.world_size = rank, world_size
         self.manifest = read_manifest(self.shard_dir)
-        shards = self.manifest["shards"]
-        self.shards: list[dict] = shards[rank::world_size]
-        if not self.shards:
-            raise ValueError(f"rank {rank} of {world_size} gets no shard: {self.shard_dir} has {len(shards)}; "
-                             "use fewer ranks or write more (smaller) shards")
+        self.shards: list[dict] = split_shards(self.manifest["shards"], rank, world_size, self.shard_dir)
+        self.rank, self.world_size = rank, world_size
         self.keep_probs = self._keep_probs()
         self.epoch = 0
         self._skips: list[int] | None = None  # resume: samples each logical worker skips
@@ -340,14 +355,14 @@ class ShardStream(IterableDataset):
         base = [self.cfg.seed, epoch, self.rank, worker]
         return np.random.default_rng([*base, 0]), np.random.default_rng([*base, 1])
 
-    def worker_sample_counts(self, epoch: int, num_workers: int, exact: bool = True) -> list[int]:
-        """Samples each logical worker yields in ``epoch``: manifest row counts, or (``exact`` with
-        source weights) the kept rows, found by replaying the keep draws on the ``source`` column."""
+    def worker_sample_counts(self, epoch: int, num_workers: int) -> list[int]:
+        """Samples each logical worker yields in ``epoch``: manifest row counts, or (with source weights)
+        the kept rows, found by replaying the keep draws on the ``source`` column (a light read)."""
         n = max(1, num_workers)
         counts = []
         for w in range(n):
             ids = self.worker_shards(epoch, w, n)
-            if self.keep_probs is None or not exact:
+            if self.keep_probs is None:
                 counts.append(sum(self.shards[i]["rows"] for i in ids))
                 continue
             _, keep_rng = self._rngs(epoch, w)
@@ -543,7 +558,8 @@ class ShardLoader:
     given it by :meth:`load_state_dict` continues the epoch with the next batch, exactly.
 
     Ranks hold different shards, so their epochs can differ in length by a few batches; a
-    distributed trainer should stop every rank at the same step (e.g. the min of ``len()`` over ranks).
+    distributed trainer stops every rank at the same step (the min of :meth:`batches_in` over ranks)
+    and leaves the rest of the longer ranks' epochs unread.
     """
 
     def __init__(self, shard_dir: str | Path, cfg: LoaderConfig | None = None, rank: int = 0,
@@ -554,6 +570,7 @@ class ShardLoader:
         self._start = 0  # batches to skip at the next iteration (a loaded state)
         self._consumed = 0
         self._slots: WorkerSlots | None = None  # shared batch buffers of the workers, kept across epochs
+        self._batches: dict[int, list[int]] = {}  # epoch -> batches per logical worker (exact)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch; a loaded state for another epoch is dropped."""
@@ -563,19 +580,27 @@ class ShardLoader:
             self._consumed = 0
         self.epoch = epoch
 
-    def _worker_batches(self, exact: bool) -> list[int]:
-        counts = self.dataset.worker_sample_counts(self.epoch, self.cfg.num_workers, exact)
-        return [_batches(c, self.cfg.batch_size, self.cfg.drop_last) for c in counts]
+    def _worker_batches(self, epoch: int) -> list[int]:
+        """Batches each logical worker yields in ``epoch``, exactly (source weights replayed; cached)."""
+        if epoch not in self._batches:
+            counts = self.dataset.worker_sample_counts(epoch, self.cfg.num_workers)
+            self._batches[epoch] = [_batches(c, self.cfg.batch_size, self.cfg.drop_last) for c in counts]
+        return self._batches[epoch]
+
+    def batches_in(self, epoch: int) -> int:
+        """Batches this rank's iterator yields in ``epoch`` (exact: the manifest's row counts thinned by
+        the replayed source-weight draws, per worker, less each worker's dropped last batch)."""
+        return sum(self._worker_batches(int(epoch)))
 
     def __len__(self) -> int:
-        """Batches per epoch for this rank, from the manifest's row counts (source weights aside)."""
-        return sum(self._worker_batches(exact=False))
+        """Batches in the selected epoch for this rank (:meth:`batches_in`)."""
+        return self.batches_in(self.epoch)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.cfg
         start, self._start = self._start, 0
         if start > 0:
-            taken, turn = replay_round_robin(self._worker_batches(exact=True), start)
+            taken, turn = replay_round_robin(self._worker_batches(self.epoch), start)
             self.dataset.set_epoch(self.epoch)
             self.dataset.set_resume([t * cfg.batch_size for t in taken], turn)
         else:

@@ -1,4 +1,4 @@
-"""The pair-shard schema (``shards/1``): the hand-off from ``imprint pairs`` to the trainer.
+"""The pair-shard schema (``shards/2``): the hand-off from ``imprint pairs`` to the trainer.
 
 ``DATA/shards/stage{1,2}/part-NNNNN.parquet``; one row per training pair. Image
 columns are ``{bytes, path}`` structs and the schema carries the Hugging Face
@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SHARDS_SCHEMA_VERSION = "shards/1"
+SHARDS_SCHEMA_VERSION = "shards/2"
 
 # List children are named "element", as Parquet names them: a schema read back from a file equals this one.
 IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
@@ -63,6 +63,8 @@ SHARD_SCHEMA = pa.schema([
     pa.field("aug", AUG, nullable=False),
     pa.field("seed", pa.int64(), nullable=False),
     pa.field("category", pa.string(), nullable=True),
+    pa.field("licence", pa.string(), nullable=True),      # the pair's records' licence (never null when written)
+    pa.field("attribution", pa.string(), nullable=True),  # who to credit (null where the source names no one)
 ])
 
 IMAGE_COLUMNS = ("object", "target", "mask")

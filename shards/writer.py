@@ -1,14 +1,20 @@
-"""Writing shards, their manifest and their dataset card."""
+"""Writing shards, their manifest, their dataset card and their attribution list."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from imprint.io import sha256_file, write_parquet_atomic
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
+
+ATTRIBUTION = "ATTRIBUTION.md"
+CREDIT_COLUMNS = ["source", "group_id", "licence", "attribution"]
 
 
 def write_shard(rows: list[dict[str, Any]], path: Path, row_group_rows: int) -> dict[str, Any]:
@@ -17,24 +23,57 @@ def write_shard(rows: list[dict[str, Any]], path: Path, row_group_rows: int) -> 
     # Images are already compressed (JPEG/PNG): only the small columns gain from zstd.
     compression = {name: ("none" if name in ("object", "target", "mask") else "zstd") for name in SHARD_SCHEMA.names}
     write_parquet_atomic(table, path, row_group_size=row_group_rows, compression=compression,
-                         use_dictionary=["source", "group_id", "instance_id", "category"], write_statistics=False)
+                         use_dictionary=["source", "group_id", "instance_id", "category", "licence", "attribution"],
+                         write_statistics=False)
     return {"file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-LICENCES = {
-    "ytvos": "YouTube-VOS: annotations CC BY 4.0; the videos are for non-commercial research purposes only.",
-    "vipseg": "VIPSeg: released for non-commercial research purposes only.",
-    "ppr10k": "PPR10K: non-commercial research only; no reproduction or commercial exploitation.",
-    "mvimgnet": "MVImgNet / MVImgNet2.0 Terms of Use: research only (code CC BY-NC 4.0).",
-    "objaverse": "Objaverse: ODC-By for the collection; each object keeps its own Creative Commons licence.",
-    "pixabay": "Pixabay Content License (not CC0); cache the API for 24 h; no systematic mass downloads.",
-    "sav": "SA-V: videos and annotations CC BY 4.0.",
-    "urls": "Your own URL list: the licences of the images you listed.",
-}
+# (source, licence, attribution) -> {"pairs": n, "groups": [group ids]}
+Credits = dict[tuple[str, str, str], dict[str, Any]]
+
+
+def read_credits(paths: Iterable[Path]) -> Credits:
+    """Who to credit for the pairs of these shards: pairs and groups per (source, licence, attribution)."""
+    pairs: Counter[tuple[str, str, str]] = Counter()
+    groups: dict[tuple[str, str, str], set[str]] = {}
+    for path in paths:
+        cols = pq.read_table(path, columns=CREDIT_COLUMNS).to_pydict()
+        for source, group, licence, attribution in zip(*(cols[c] for c in CREDIT_COLUMNS)):
+            key = (str(source), str(licence or "unknown"), str(attribution or ""))
+            pairs[key] += 1
+            groups.setdefault(key, set()).add(str(group))
+    return {k: {"pairs": pairs[k], "groups": sorted(groups[k])} for k in sorted(pairs)}
+
+
+def licence_counts(credits: Credits) -> dict[str, int]:
+    """Pairs per licence."""
+    out: Counter[str] = Counter()
+    for (_, licence, _), c in credits.items():
+        out[licence] += c["pairs"]
+    return dict(sorted(out.items()))
+
+
+def attribution_list(credits: Credits, rows: int) -> str:
+    """``ATTRIBUTION.md``: every credit, by licence; one line per item that has its own attribution."""
+    lines = ["# Attribution", "",
+             f"The {rows} pairs of this folder come from the items below, grouped by licence. A pair's `licence` and "
+             "`attribution` columns say the same for that pair. Credit them as their licences ask.", ""]
+    for licence, n in sorted(licence_counts(credits).items(), key=lambda kv: (-kv[1], kv[0])):
+        lines += [f"## {licence} ({n} pairs)", ""]
+        for (source, lic, attribution), c in credits.items():
+            if lic != licence:
+                continue
+            where = f"`{c['groups'][0]}`" if len(c["groups"]) == 1 else f"{len(c['groups'])} groups"
+            lines.append(f"- {source} {where}, {c['pairs']} pairs: {attribution or 'no attribution given'}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
-    """The README.md beside the shards: features, counts by source, licences, how to load."""
+    """The README.md beside the shards: features, counts by source and by licence, how to load."""
+    from imprint.ingest.sources import sources
+
+    known = sources()
     stage = manifest["stage"]
     lines = [
         f"# imprint stage-{stage} pairs",
@@ -51,10 +90,15 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     for source, n in sorted(manifest["sources"].items()):
-        lines.append(f"| {source} | {n} | {LICENCES.get(source, 'see the source')} |")
+        lines.append(f"| {source} | {n} | {known[source].licence if source in known else 'see the source'} |")
+    dropped = ", ".join(f"{k}: {v}" for k, v in report["dropped"].items()) or "none"
     lines += [f"| **total** | **{manifest['rows']}** | |", "",
               f"{len(manifest['shards'])} shard(s). Pairs planned {report['seen']}, built {report['kept']}, "
-              f"dropped {sum(report['dropped'].values())} ({', '.join(f'{k}: {v}' for k, v in report['dropped'].items()) or 'none'}).",
+              f"dropped {sum(report['dropped'].values())} ({dropped}).",
+              "", "## Licences", "", "| licence | pairs |", "|---|---|",
+              *(f"| {lic} | {n} |" for lic, n in manifest.get("licences", {}).items()), "",
+              f"Every pair carries its item's `licence` and `attribution`; [`{ATTRIBUTION}`]({ATTRIBUTION}) lists "
+              "every credit (each Objaverse object, each Pixabay image, each dataset), so a release can credit them.",
               "", "## Features", "",
               "| column | type | meaning |", "|---|---|---|",
               "| `pair_id` | string | stable hash of (stage, source, group, instance, frames, seed) |",
@@ -68,7 +112,9 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
               "| `mask` | Image | the fine object mask in target pixels (1-bit PNG); the loader derives the 4 levels |",
               "| `bbox` | int32[4] | `[x0, y0, x1, y1)` of the mask in target pixels |",
               "| `aug` | struct | affine T and colour P parameters (null in stage 1), crop windows, fill |",
-              "| `seed` | int64 | the run seed |", "| `category` | string | class name where known |", "",
+              "| `seed` | int64 | the run seed |", "| `category` | string | class name where known |",
+              "| `licence` | string | the licence of the item the pair comes from |",
+              "| `attribution` | string | who to credit for that item, and where it comes from |", "",
               "## Load", "", "```python", "import datasets",
               "ds = datasets.load_dataset(\"parquet\", data_files=\"part-*.parquet\", split=\"train\")",
               "ds[0][\"object\"]  # a PIL image", "", "import glob, pyarrow.parquet as pq",

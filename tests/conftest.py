@@ -36,14 +36,28 @@ def copy_root(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray (2 CPUs, no dashboard, logs in a short temp folder) shared by the Ray tests."""
+    """One private local Ray shared by the Ray tests: 2 CPUs, no dashboard, logs in a short temp folder.
+
+    It declares one GPU that this machine does not have, so that the GPU requests of the executor are real
+    Ray requests: a task that asks for it gets ``CUDA_VISIBLE_DEVICES`` from Ray, finds no device in torch
+    and runs on the CPU.
+    """
     import ray
 
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, configure_logging=False)
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=temp_dir,
+             configure_logging=False)
     yield ray
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture()
+def short_tmp():
+    """A temp folder with a short path under /tmp (Ray's socket paths have a length limit), removed after."""
+    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +70,7 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory, sample_roots: dict[str
     data = tmp_path_factory.mktemp("data")
     for source, root in sample_roots.items():
         cfg = IngestConfig(split="all" if source == "vipseg" else "train")
-        run_ingest(source, root, data, cfg, LocalExecutor(), log=lambda _m: None)
+        run_ingest(source, root, data, cfg, LocalExecutor())
     return data
 
 
@@ -69,9 +83,8 @@ def sample_shards(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -
 
     out = tmp_path_factory.mktemp("shards")
     cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=16, row_group_rows=8, pairs_per_instance=3)
-    run_pairs(sample_data / "records", out / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor(), log=lambda _m: None)
-    run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor(),
-              log=lambda _m: None)
+    run_pairs(sample_data / "records", out / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor())
+    run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor())
     return out
 
 
@@ -84,5 +97,5 @@ def compositor(tmp_path_factory: pytest.TempPathFactory, sample_shards: Path) ->
 
     run = tmp_path_factory.mktemp("run2")
     cfg = load_config(TrainConfig, resolve_config_path("stage2-tiny"), ["max_steps=1", "log_with=none"])
-    train(cfg, sample_shards / "stage2", run, log=lambda _m: None)
+    train(cfg, sample_shards / "stage2", run, from_dinov2=True)
     return run / "final"

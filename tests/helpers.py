@@ -14,7 +14,7 @@ from imprint.ingest.job import run_ingest
 
 
 def ingest(source: str, root: Path, out: Path, executor=None, **cfg) -> dict:
-    return run_ingest(source, root, out, IngestConfig(**cfg), executor or LocalExecutor(), log=lambda _m: None)
+    return run_ingest(source, root, out, IngestConfig(**cfg), executor or LocalExecutor())
 
 
 def read_records(out: Path, source: str) -> pa.Table:

@@ -4,25 +4,44 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-import io
+import json
 import random
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from http_fixture import FixtureServer, Reply
 
 from imprint.executor import LocalExecutor
-from imprint.ingest.download import (DownloadConfig, DownloadError, DownloadItem, FetchJob, Fetcher, ItemStatus,
-                                     Progress, backoff_delay, load_status, load_status_parts, parse_retry_after,
-                                     raise_for_failed_tasks, redact_url, run_downloads, scrub, select_items)
+from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, backoff_delay,
+                                     parse_retry_after, redact_url, scrub)
+from imprint.ingest.ledger import load_status, load_status_parts, run_items, select_items
 
 DATA = bytes(range(256)) * 40  # 10 KiB
 
 
-def quiet(_msg: str) -> None:
-    pass
+@dataclass(frozen=True)
+class DownloadItem:
+    """One file to fetch: ``url`` to ``dest``, checked against ``sha256`` when given."""
+
+    item_id: str
+    url: str
+    dest: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """The plainest ledger step: fetch each item with one :class:`Fetcher`."""
+
+    cfg: DownloadConfig = DownloadConfig()
+
+    def __call__(self, items: Sequence[DownloadItem]) -> list[ItemStatus]:
+        with Fetcher(self.cfg) as fetcher:
+            return fetcher.fetch_many([(it.item_id, it.url, it.dest, it.sha256) for it in items])
 
 
 def fast_cfg(**kw) -> DownloadConfig:
@@ -81,19 +100,6 @@ def test_select_items_semantics():
               "c": ItemStatus("c", "", "failed_download"), "d": ItemStatus("d", "", "bad_checksum")}
     assert [i.item_id for i in select_items(items, ledger, retry_failed=False)] == ["e"]
     assert [i.item_id for i in select_items(items, ledger, retry_failed=True)] == ["c", "d", "e"]
-
-
-def test_progress_is_throttled():
-    t = [0.0]
-    out = io.StringIO()
-    p = Progress(10, "t", stream=out, interval=5.0, clock=lambda: t[0])
-    for i in range(10):
-        t[0] = i
-        p.update([ItemStatus(str(i), "", "failed_download" if i % 5 == 0 else "ok")])
-    p.close()
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 3  # t=0, t=5, the final one
-    assert lines[-1].startswith("[t] 10/10 items") and "failed 2 (20.0%)" in lines[-1]
 
 
 # ------------------------------------------------------------------------------------------ fetcher
@@ -215,17 +221,19 @@ def test_rerun_fetches_nothing_done_and_retry_failed_refetches_only_failures(tmp
         items = _items(srv, tmp_path, [*good, "gone", "flaky"])
         job = FetchJob(fast_cfg(retries=1))
 
-        r1 = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        r1 = run_items(items, tmp_path, job, LocalExecutor(), chunk=3)
         assert r1["counts"] == {"failed_download": 2, "ok": 6}
-        assert sorted(p.name for p in (tmp_path / "status").iterdir()) == \
+        assert sorted(p.name for p in (tmp_path / "status").glob("part-*")) == \
             ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        assert sorted(p.name for p in (tmp_path / "status" / "_parts").iterdir()) == \
+            ["part-00000.json", "part-00001.json", "part-00002.json"]  # the markers, written last
         first = dict(srv.counts)
 
-        r2 = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        r2 = run_items(items, tmp_path, job, LocalExecutor(), chunk=3)
         assert dict(srv.counts) == first  # not one request
         assert r2["attempted"] == 0 and r2["counts"] == r1["counts"]
 
-        r3 = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, retry_failed=True, log=quiet)
+        r3 = run_items(items, tmp_path, job, LocalExecutor(), chunk=3, retry_failed=True)
         assert r3["attempted"] == 2 and r3["this_run"] == {"failed_download": 1, "ok": 1}
         assert r3["counts"] == {"failed_download": 1, "ok": 7}
         assert srv.count("/gone") == 2 and srv.count("/flaky") == 3
@@ -242,13 +250,13 @@ def test_kill_midway_then_rerun_completes_without_duplicates(tmp_path: Path):
             srv.file(f"/{n}", n.encode() * 1000)
         items = _items(srv, tmp_path, names)
         job = FetchJob(fast_cfg())
-        run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        run_items(items, tmp_path, job, LocalExecutor(), chunk=3)
         # The "kill": task 1 died after fetching f03 but before f04 was complete and before its ledger part.
         (tmp_path / "status" / "part-00001.parquet").unlink()
         (tmp_path / "files" / "f04").unlink()
         (tmp_path / "files" / "f04.part").write_bytes(b"half a file")
         (tmp_path / "status" / "part-00002.parquet.tmp").write_bytes(b"half a ledger")
-        report = run_downloads(items, tmp_path, job, LocalExecutor(), chunk=3, log=quiet)
+        report = run_items(items, tmp_path, job, LocalExecutor(), chunk=3)
         assert srv.count("/f04") == 2
         assert all(srv.count(f"/{n}") == 1 for n in names if n != "f04")
     assert report["counts"] == {"cached": 2, "ok": 7}  # f03, f05 were in place: cached, not fetched
@@ -266,8 +274,8 @@ def test_ledger_keeps_items_of_an_earlier_list(tmp_path: Path):
         for n in "abcdef":
             srv.file(f"/{n}", DATA)
         job = FetchJob(fast_cfg())
-        run_downloads(_items(srv, tmp_path, list("abcd")), tmp_path, job, LocalExecutor(), chunk=2, log=quiet)
-        run_downloads(_items(srv, tmp_path, list("aef")), tmp_path, job, LocalExecutor(), chunk=2, log=quiet)
+        run_items(_items(srv, tmp_path, list("abcd")), tmp_path, job, LocalExecutor(), chunk=2)
+        run_items(_items(srv, tmp_path, list("aef")), tmp_path, job, LocalExecutor(), chunk=2)
         assert srv.count("/a") == 1
     ledger = load_status(tmp_path / "status")
     assert sorted(ledger) == list("abcdef")
@@ -285,13 +293,13 @@ def test_a_failed_task_is_reported_and_rerun(tmp_path: Path):
         for n in "abcd":
             srv.file(f"/{n}", DATA)
         items = _items(srv, tmp_path, list("abcd"))
-        report = run_downloads(items, tmp_path, _explode_on_b, LocalExecutor(), chunk=2, log=quiet)
+        with pytest.raises(DownloadError, match="part-00000"):
+            run_items(items, tmp_path, _explode_on_b, LocalExecutor(), chunk=2)
+        report = json.loads((tmp_path / "report.json").read_text())
         assert [t["task"] for t in report["failed_tasks"]] == ["part-00000"]
         assert "boom" in report["failed_tasks"][0]["error"]
         assert report["not_attempted"] == 2
-        with pytest.raises(DownloadError, match="part-00000"):
-            raise_for_failed_tasks(report, tmp_path / "report.json")
-        again = run_downloads(items, tmp_path, FetchJob(fast_cfg()), LocalExecutor(), chunk=2, log=quiet)
+        again = run_items(items, tmp_path, FetchJob(fast_cfg()), LocalExecutor(), chunk=2)
     assert again["counts"] == {"ok": 4} and again["attempted"] == 2
     assert again["failed_tasks"] == []
 
@@ -299,4 +307,4 @@ def test_a_failed_task_is_reported_and_rerun(tmp_path: Path):
 def test_duplicate_item_ids_are_refused(tmp_path: Path):
     items = [DownloadItem("a", "http://x/1", "/tmp/a"), DownloadItem("a", "http://x/2", "/tmp/a2")]
     with pytest.raises(ValueError, match="unique"):
-        run_downloads(items, tmp_path, FetchJob(), LocalExecutor(), log=quiet)
+        run_items(items, tmp_path, FetchJob(), LocalExecutor())

@@ -159,7 +159,7 @@ def test_eval_feeds_the_model_the_crops_training_saw(sample_data, compositor, tm
                       object_pad=(opts.object_pad, opts.object_pad), target_context=(opts.context, opts.context),
                       augment=False, image_format="png", pairs_per_instance=2, shard_rows=8, row_group_rows=4)
     shards = tmp_path / "stage2"
-    run_pairs(sample_data / "records", shards, 2, {"ytvos": 2, "vipseg": 2}, cfg, LocalExecutor(), log=lambda _m: None)
+    run_pairs(sample_data / "records", shards, 2, {"ytvos": 2, "vipseg": 2}, cfg, LocalExecutor())
     records = {}
     for source in ("ytvos", "vipseg"):
         for r in pq.read_table(sorted((sample_data / "records" / source).glob("part-*.parquet"))).to_pylist():

@@ -118,3 +118,21 @@ def test_verify_and_preview_never_import_torch(sample_shards, tmp_path):
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
     assert "imprint verify: OK" in out.stdout and (tmp_path / "p.html").read_text().count('class="sample"') == 4
+
+
+def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
+    final = tmp_path / "item"
+    with io.atomic_dir(final) as tmp:
+        (tmp / "a.png").write_bytes(b"a")
+        assert not final.exists() and io.is_temporary_dir(tmp)
+    assert sorted(p.name for p in final.iterdir()) == ["a.png"]
+    with pytest.raises(RuntimeError):
+        with io.atomic_dir(final) as tmp:
+            (tmp / "b.png").write_bytes(b"b")
+            raise RuntimeError("killed halfway")
+    assert sorted(p.name for p in final.iterdir()) == ["a.png"]  # the old folder, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["item"]  # nothing half-written left
+    (tmp_path / "other.tmp-99-1").mkdir()  # what a killed writer leaves
+    (tmp_path / "other.old").mkdir()
+    io.remove_stale_dirs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["item"]

@@ -56,7 +56,7 @@ def _crop(rng: np.random.Generator) -> dict:
 
 def make_row(rng: np.random.Generator, pair_id: str, source: str, stage: int = 2, obj: int = OBJ,
              tgt: int = TGT, k: int = 0) -> dict:
-    """One shards/1 row with random images (JPEG or PNG) and a blob mask (1-bit or 8-bit PNG)."""
+    """One shards row with random images (JPEG or PNG) and a blob mask (1-bit or 8-bit PNG)."""
     fine = _blob(rng, tgt)
     x0, y0, x1, y1 = mask_bbox(fine)
     img_fmt = "JPEG" if k % 2 == 0 else "PNG"
@@ -255,6 +255,26 @@ def test_deterministic_and_epochs_differ(shards: Path) -> None:
     assert len(a) == len(first) == len(second)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_len_is_exact_per_epoch_and_rank_under_source_weights(shards: Path, workers: int) -> None:
+    cfg = small_cfg(batch_size=2, num_workers=workers, source_weights={"ytvos": 1.0, "vipseg": 0.2})
+    for rank in range(2):
+        loader = ShardLoader(shards, cfg, rank=rank, world_size=2)
+        unweighted = ShardLoader(shards, small_cfg(batch_size=2, num_workers=workers), rank=rank, world_size=2)
+        for epoch in range(3):
+            loader.set_epoch(epoch)
+            batches = epoch_batches(loader)
+            assert len(loader) == loader.batches_in(epoch) == len(batches)
+        # the thinned rows are not counted
+        assert sum(map(loader.batches_in, range(3))) < sum(map(unweighted.batches_in, range(3)))
+
+
+def test_every_rank_refuses_a_layout_with_too_few_shards(shards: Path) -> None:
+    for rank in range(4):  # rank 0 has a shard, but the job cannot run: every rank says so alike
+        with pytest.raises(ValueError, match="rank 3 of 4 gets no shard"):
+            ShardLoader(shards, small_cfg(), rank=rank, world_size=4)
+
+
 def test_source_weight_zero_drops_source(shards: Path) -> None:
     cfg = small_cfg(source_weights={"vipseg": 0.0, "ytvos": 1.0}, drop_last=False)
     ids = flat_ids(epoch_batches(ShardLoader(shards, cfg)))
@@ -283,8 +303,7 @@ def test_exact_resume(shards: Path, workers: int, weights: dict | None, k: int,
     full_loader = ShardLoader(shards, cfg)
     full_loader.set_epoch(1)
     full = epoch_batches(full_loader)
-    if weights is None:
-        assert len(full) == len(full_loader)
+    assert len(full) == len(full_loader)  # exact, source weights included
 
     first = ShardLoader(shards, cfg)
     first.set_epoch(1)

@@ -26,7 +26,7 @@ from helpers import balanced, read_records
 from imprint.executor import LocalExecutor
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.job import run_ingest
-from imprint.ingest.download import load_status
+from imprint.ingest.ledger import load_status
 from imprint.ingest.objaverse import HF_PREFIX, ObjaverseError, fetch_objaverse, objaverse_api
 from imprint.ingest.render import RenderConfig, RendererUnavailable, demo_object, render_views
 
@@ -153,7 +153,7 @@ def _quiet(_msg: str) -> None:
 def _fetch(out: Path, url: str, **kw) -> Path:
     kw.setdefault("views", VIEWS)
     kw.setdefault("render_cfg", RCFG)
-    return fetch_objaverse(out, base_url=url, executor=LocalExecutor(), log=_quiet, **kw)
+    return fetch_objaverse(out, base_url=url, executor=LocalExecutor(), **kw)
 
 
 def _glb_requests(srv: _Server) -> Counter:
@@ -231,10 +231,21 @@ def test_fetch_statuses_rerun_and_retry(server: _Server, tmp_path: Path) -> None
     assert retry["attempted"] == 4 and retry["this_run"] == {"bad_checksum": 1, "failed_decode": 1,
                                                               "failed_download": 1, "failed_render": 1}
 
-    # records through the ordinary ingest
-    ing = run_ingest("objaverse", root, tmp_path, IngestConfig(), LocalExecutor(), log=_quiet)
+    # records through the ordinary ingest; its report counts the objects that failed before it, one each
+    ing = run_ingest("objaverse", root, tmp_path, IngestConfig(), LocalExecutor())
     rows = read_records(tmp_path, "objaverse").to_pylist()
     assert ing["kept"] == len(rows) == 2 * VIEWS and balanced(ing)
+    assert ing["seen"] == 2 * VIEWS + 4 and ing["dropped"] == {"bad_checksum": 1, "failed_decode": 1,
+                                                               "failed_download": 1, "failed_render": 1}
+    assert {f["item"] for f in ing["failures"]} == {NOTGLB, MISSING, BADSUM, POINTS}
+    assert ing["materialise"]["selected"] == 6 and "failures" not in ing["materialise"]
+    # every record carries its object's own licence and its author's credit
+    box = [r for r in rows if r["group_id"] == BOX]
+    assert {r["licence"] for r in box} == {"CC BY 4.0"}
+    assert {r["licence"] for r in rows if r["group_id"] == BALL} == {"CC0 1.0"}
+    assert {r["attribution"] for r in box} == {
+        f'"object {BOX[:6]}" by An Artist (https://sketchfab.com/artist_{BOX[:4]}), '
+        f"https://sketchfab.com/3d-models/{BOX}"}
     assert {r["group_id"] for r in rows} == {BOX, BALL}
     assert {(r["group_id"], r["category"]) for r in rows} == {(BOX, "box"), (BALL, "ball")}
     assert all(r["instance_id"] == "1" and r["width"] == SIZE for r in rows)
@@ -261,27 +272,29 @@ def test_licence_filter_and_lvis_selection(server: _Server, tmp_path: Path) -> N
 def test_explicit_uids_and_env_url(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMPRINT_OBJAVERSE_URL", server.url.rstrip("/"))
     root = fetch_objaverse(tmp_path, uids=[f"{BALL}.glb", _uid("nope")], views=2,
-                           render_cfg=RenderConfig(size=48), log=_quiet)
+                           render_cfg=RenderConfig(size=48))
     report = json.loads((root / "report.json").read_text())
     assert report["base_url"] == server.url and report["selection"]["unknown_uid"] == 1
     assert report["objects"] == 1 and sorted(p.name for p in (root / "renders" / BALL).glob("*.png")) == [
         "000.png", "001.png"]
 
 
-def test_render_settings_are_pinned_and_renders_reused(server: _Server, tmp_path: Path) -> None:
+def test_render_settings_are_pinned_and_a_killed_chunk_is_redone(server: _Server, tmp_path: Path) -> None:
     root = _fetch(tmp_path, server.url, uids=[BOX])
     with pytest.raises(ObjaverseError, match="other settings"):
         _fetch(tmp_path, server.url, uids=[BOX], views=2)
-    # a chunk killed before its ledger part was written: the views on disk are reused, nothing is fetched
-    import shutil
-
-    shutil.rmtree(root / "status")
-    shutil.rmtree(root / "cache" / "glbs")
+    views = {p.name: p.read_bytes() for p in (root / "renders" / BOX).glob("*.png")}
+    # a chunk killed after rendering, before its ledger part and marker: it is run again; the GLB is in
+    # the cache (not fetched again) and the views come out the same
+    (root / "status" / "part-00000.parquet").unlink()
+    (root / "status" / "_parts" / "part-00000.json").unlink()
+    (root / "renders" / f"{BOX}.tmp-1-1").mkdir()  # and a half-written render folder
     before = _glb_requests(server)
     _fetch(tmp_path, server.url, uids=[BOX])
     assert _glb_requests(server) == before
-    st = load_status(root / "status")[BOX]
-    assert st.status == "cached" and st.extra["reused_render"] is True
+    assert load_status(root / "status")[BOX].status == "cached"
+    assert {p.name: p.read_bytes() for p in (root / "renders" / BOX).glob("*.png")} == views
+    assert sorted(p.name for p in (root / "renders").iterdir()) == [BOX]
     # --overwrite renders again with the new settings (fetching the GLB it no longer has)
     _fetch(tmp_path, server.url, uids=[BOX], views=2, overwrite=True)
     assert sorted(p.name for p in (root / "renders" / BOX).glob("*.png")) == ["000.png", "001.png"]
@@ -329,7 +342,7 @@ def test_renders_on_ray_workers(server: _Server, tmp_path: Path, ray_local) -> N
     from imprint.executor import RayExecutor
 
     root = fetch_objaverse(tmp_path, uids=[BOX, BALL], views=VIEWS, base_url=server.url, render_cfg=RCFG,
-                           executor=RayExecutor(), log=_quiet)
+                           executor=RayExecutor())
     assert json.loads((root / "report.json").read_text())["objects"] == 2
     _check_views(root / "renders" / BALL)
 

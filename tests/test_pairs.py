@@ -3,10 +3,12 @@
 import io
 import json
 import shutil
+from collections import Counter
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from imprint.augment.affine import AffineConfig, AffineParams, apply_affine
@@ -14,18 +16,19 @@ from imprint.augment.color import ColorParams, apply_color
 from imprint.cli import main
 from imprint.executor import LocalExecutor
 from imprint.geometry import Window, crop_window, remove_background, resize_crop, resize_mask
+from imprint.ingest.sources import get_source
 from imprint.masks import decode_mask_png, mask_bbox
 from imprint.pairing.config import PairsConfig
-from imprint.pairing.job import run_pairs
+from imprint.pairing.job import PairsError, run_pairs
 from imprint.pairing.plan import candidate_pairs
-from imprint.shards.schema import SHARD_SCHEMA
+from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
 
 SMALL = dict(resolution=128, object_resolution=64, shard_rows=16, row_group_rows=4)
 
 
 def build(data, out, stage, sources, executor=None, **cfg):
     cfg = PairsConfig(**{**SMALL, **cfg})
-    return run_pairs(data / "records", out, stage, sources, cfg, executor or LocalExecutor(), log=lambda _m: None)
+    return run_pairs(data / "records", out, stage, sources, cfg, executor or LocalExecutor())
 
 
 def rows_of(out):
@@ -141,7 +144,7 @@ def test_shards_have_the_schema_manifest_and_card(sample_data, tmp_path):
     out = tmp_path / "s2"
     build(sample_data, out, 2, {"ytvos": 2, "vipseg": 2})
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["schema"] == "shards/1" and manifest["stage"] == 2
+    assert manifest["schema"] == SHARDS_SCHEMA_VERSION == "shards/2" and manifest["stage"] == 2
     assert manifest["rows"] == sum(s["rows"] for s in manifest["shards"]) == len(rows_of(out))
     assert set(manifest["sources"]) == {"ytvos", "vipseg"}
     for shard in manifest["shards"]:
@@ -153,6 +156,34 @@ def test_shards_have_the_schema_manifest_and_card(sample_data, tmp_path):
     assert "load_dataset" in card and "YouTube-VOS" in card and "| ytvos |" in card
 
 
+def test_every_pair_carries_its_licence_and_the_card_sums_them(sample_data, tmp_path):
+    out = tmp_path / "s2"
+    build(sample_data, out, 2, {"ytvos": 2, "vipseg": 2})
+    rows = rows_of(out)
+    licences = {"ytvos": get_source("ytvos").licence, "vipseg": get_source("vipseg").licence}
+    for r in rows:
+        assert r["licence"] == licences[r["source"]] and r["attribution"] == get_source(r["source"]).attribution
+    manifest = json.loads((out / "manifest.json").read_text())
+    by_source = Counter(r["source"] for r in rows)
+    assert manifest["licences"] == {licences[s]: n for s, n in by_source.items()}
+    card = (out / "README.md").read_text()
+    assert "## Licences" in card and all(f"| {lic} | {n} |" in card for lic, n in manifest["licences"].items())
+    credits = (out / "ATTRIBUTION.md").read_text()
+    for source, n in by_source.items():
+        groups = len({r["group_id"] for r in rows if r["source"] == source})
+        assert f"- {source} {groups} groups, {n} pairs: {get_source(source).attribution}" in credits
+
+
+def test_records_of_another_schema_are_refused(sample_data, tmp_path):
+    data = tmp_path / "records"
+    shutil.copytree(sample_data / "records" / "ytvos", data / "ytvos")
+    for part in (data / "ytvos").glob("part-*.parquet"):
+        table = pq.read_table(part)
+        pq.write_table(table.replace_schema_metadata({b"imprint.schema": b"records/1"}), part)
+    with pytest.raises(PairsError, match="records/1.*ingest ytvos again"):
+        run_pairs(data, tmp_path / "s2", 2, {"ytvos": 2}, PairsConfig(), LocalExecutor())
+
+
 def test_datasets_decodes_the_image_columns(sample_data, tmp_path, monkeypatch):
     import datasets
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -162,6 +193,7 @@ def test_datasets_decodes_the_image_columns(sample_data, tmp_path, monkeypatch):
                                cache_dir=str(tmp_path / "hf"))
     assert isinstance(ds[0]["object"], Image.Image) and ds[0]["target"].size == (128, 128)
     assert ds[0]["mask"].size == (128, 128) and ds.num_rows == len(rows_of(out))
+    assert ds[0]["licence"] == get_source("mvimgnet").licence and isinstance(ds[0]["attribution"], str)
 
 
 def test_bad_inputs_are_counted_drops(sample_data, tmp_path):

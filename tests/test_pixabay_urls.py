@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from http_fixture import FixtureServer
@@ -16,14 +17,14 @@ from PIL import Image
 
 from imprint.executor import LocalExecutor
 from imprint.ingest.config import IngestConfig
-from imprint.ingest.download import DownloadConfig, load_status
-from imprint.ingest.pixabay import (PixabayClient, PixabayError, TokenBucket, cache_name,
-                                    fetch_pixabay)
+from imprint.hub import ModelUnavailable
+from imprint.ingest.download import DownloadConfig
+from imprint.ingest.ledger import load_status
+from imprint.ingest.pixabay import LICENCE, PixabayClient, PixabayError, TokenBucket, cache_name, fetch_pixabay
 from imprint.ingest.segment import (COCO_THINGS, SegmentConfig, Segmenter, SegmenterError, border_fraction,
                                     check_segmenter, filter_segments, largest_component_share, mask_filter_reason,
                                     save_tiny_mask2former, thing_ids)
-from imprint.ingest.urls import (UrlListError, fetch_urls, read_url_list, single_image_config,
-                                 url_item_id)
+from imprint.ingest.urls import UrlListError, fetch_urls, read_url_list, url_item_id
 from imprint.ingest.job import run_ingest
 
 KEY = "SECRETKEY0123456789"
@@ -31,10 +32,6 @@ PERMISSIVE_SEG = SegmentConfig(min_area_frac=0.0, max_area_frac=1.0, min_compone
 PERMISSIVE_INGEST = IngestConfig(min_frames_per_instance=1, min_area_frac=0.0, max_area_frac=1.0, min_box_side=1,
                                  max_border_sides=4)
 FAST = DownloadConfig(timeout=2.0, retries=1, backoff_base=0.001, backoff_cap=0.002, retry_after_cap=0.01)
-
-
-def quiet(_msg: str) -> None:
-    pass
 
 
 class FakeClock:
@@ -153,7 +150,7 @@ def test_tiny_segmenter_plumbing(tiny_segmenter: str):
 
 
 def test_segmenter_errors_say_what_to_do(tmp_path: Path):
-    with pytest.raises(SegmenterError, match="cannot load segmenter"):
+    with pytest.raises(ModelUnavailable, match="cannot load the segmenter"):
         check_segmenter(str(tmp_path / "nothing-here"))
     from transformers import BertConfig
 
@@ -178,13 +175,13 @@ def test_paging_stops_at_the_500_hit_cap(tmp_path: Path):
     with FixtureServer() as srv:
         base = srv.pixabay({1: b"x"}, key=KEY, limit_once=False, total=1234)
         clock = FakeClock()
-        with PixabayClient(KEY, base, tmp_path / "cache", clock=clock, sleep=clock.sleep, log=quiet) as client:
+        with PixabayClient(KEY, base, tmp_path / "cache", clock=clock, sleep=clock.sleep) as client:
             hits = client.search("dogs", limit=10_000)
             assert len(hits) == 500 and len({h["id"] for h in hits}) == 500
             assert client.requests == 3
         pages = [(q["page"], q["per_page"]) for _, q in srv.log]
         assert pages == [("1", "200"), ("2", "200"), ("3", "200")]  # never page 4 (a 400)
-        with PixabayClient(KEY, base, None, clock=clock, sleep=clock.sleep, log=quiet) as client:
+        with PixabayClient(KEY, base, None, clock=clock, sleep=clock.sleep) as client:
             assert len(client.search("cats", limit=5)) == 5
         assert srv.log[-1][1]["per_page"] == "5" and len(srv.log) == 4
 
@@ -193,7 +190,7 @@ def test_rate_limit_429_is_honoured_and_cache_lasts_24h(tmp_path: Path):
     with FixtureServer() as srv:
         base = srv.pixabay({i: b"x" for i in range(1, 8)}, key=KEY, limit_once=True)
         clock = FakeClock()
-        client = PixabayClient(KEY, base, tmp_path / "cache", clock=clock, sleep=clock.sleep, log=quiet)
+        client = PixabayClient(KEY, base, tmp_path / "cache", clock=clock, sleep=clock.sleep)
         hits = client.search("dogs", limit=7)
         assert len(hits) == 7
         assert srv.count("/api/") == 2 and 1.0 in clock.sleeps  # 429, X-RateLimit-Reset: 1, then ok
@@ -233,10 +230,9 @@ def test_fetch_pixabay_then_ingest(tmp_path: Path, tiny_segmenter: str):
     with FixtureServer() as srv:
         base = srv.pixabay(images, key=KEY, limit_once=True)
         clock = FakeClock()
-        client = PixabayClient(KEY, base, out / "raw" / "pixabay" / "api-cache", clock=clock, sleep=clock.sleep,
-                               log=quiet)
+        client = PixabayClient(KEY, base, out / "raw" / "pixabay" / "api-cache", clock=clock, sleep=clock.sleep)
         root = fetch_pixabay(out, "dogs", "animals", 50, tiny_segmenter, LocalExecutor(), base_url=base,
-                             segment=PERMISSIVE_SEG, download=FAST, client=client, chunk=4, log=quiet)
+                             segment=PERMISSIVE_SEG, download=FAST, client=client, chunk=4)
         report = json.loads((root / "report.json").read_text())
         assert report["counts"] == {"failed_decode": 1, "ok": 6}
         assert report["api_requests"] == 2 and report["objects"] > 0
@@ -245,7 +241,7 @@ def test_fetch_pixabay_then_ingest(tmp_path: Path, tiny_segmenter: str):
 
         # A rerun within 24 h: the API answer comes from the cache, no image is fetched again.
         root2 = fetch_pixabay(out, "dogs", "animals", 50, tiny_segmenter, LocalExecutor(), base_url=base,
-                              segment=PERMISSIVE_SEG, download=FAST, client=client, chunk=4, log=quiet)
+                              segment=PERMISSIVE_SEG, download=FAST, client=client, chunk=4)
         assert root2 == root
         assert {p: n for p, n in srv.counts.items() if p.startswith("/img/")} == image_requests
         assert srv.count("/api/") == 2
@@ -261,13 +257,18 @@ def test_fetch_pixabay_then_ingest(tmp_path: Path, tiny_segmenter: str):
     assert load_status(root / "status")["106"].status == "failed_decode"
     assert KEY not in all_text(out)
 
-    ingest_report = run_ingest("pixabay", root, out, PERMISSIVE_INGEST, LocalExecutor(), log=quiet)
+    ingest_report = run_ingest("pixabay", root, out, PERMISSIVE_INGEST, LocalExecutor())
     table = records(out, "pixabay")
     assert table.num_rows == ingest_report["kept"] == report["objects"] > 0
     assert balanced(ingest_report)
     assert set(table.column("source").to_pylist()) == {"pixabay"}
     assert set(table.column("category").to_pylist()) <= {"person", "dog", "car"}
-    assert ingest_report["dropped"].get("no_files") == 1  # the image that did not decode
+    # the image that did not decode: counted once, from the ledger, under its status
+    assert ingest_report["dropped"]["failed_decode"] == 1 and "no_files" not in ingest_report["dropped"]
+    assert [f["item"] for f in ingest_report["failures"] if f["reason"] == "failed_decode"] == ["106"]
+    rows = table.to_pylist()
+    assert {r["licence"] for r in rows} == {LICENCE}
+    assert rows[0]["attribution"] == f"someone on Pixabay, https://pixabay.com/photos/thing-{rows[0]['group_id']}/"
     rows = table.to_pylist()
     assert len({(r["group_id"], r["instance_id"]) for r in rows}) == len(rows)  # no duplicate
 
@@ -295,16 +296,17 @@ def test_fetch_urls_with_masks_then_ingest_and_resume(tmp_path: Path):
         rows.append({"url": rows[0]["url"], "mask_url": rows[0]["mask_url"]})  # a duplicate row
         rows.append({"url": None})
         lst = _write_list(tmp_path / "mine.csv", rows)
-        root = fetch_urls(lst, out, None, LocalExecutor(), download=FAST, chunk=2, log=quiet)
+        root = fetch_urls(lst, out, None, LocalExecutor(), download=FAST, chunk=2)
         report = json.loads((root / "report.json").read_text())
         assert root == out / "raw" / "urls" / "mine"
         assert report["counts"] == {"failed_download": 1, "ok": 5}
         assert report["skipped_rows"] == {"duplicate_url": 1, "empty_url": 1}
         first = dict(srv.counts)
 
-        ingest = run_ingest("urls", root, out, single_image_config(PERMISSIVE_INGEST), LocalExecutor(), log=quiet)
+        ingest = run_ingest("urls", root, out, PERMISSIVE_INGEST, LocalExecutor())
         table = records(out, "urls")
         assert table.num_rows == ingest["kept"] == 5 and balanced(ingest)
+        assert ingest["dropped"] == {"failed_download": 1}  # the missing row, from the ledger
         g1 = [r for r in table.to_pylist() if r["group_id"] == "g1"]
         assert [r["frame_index"] for r in g1] == [0, 1, 2] and {r["instance_id"] for r in g1} == {"1"}
         for r in table.to_pylist():  # the mask is the served ellipse
@@ -316,24 +318,23 @@ def test_fetch_urls_with_masks_then_ingest_and_resume(tmp_path: Path):
             if item in pq.read_table(p).column("item_id").to_pylist():
                 p.unlink()
         (root / "images" / f"{item}.jpg").rename(root / "images" / f"{item}.jpg.part")
-        (root / "masks" / item).rename(root / "masks" / f"{item}.tmp")
-        fetch_urls(lst, out, None, LocalExecutor(), download=FAST, chunk=2, log=quiet)
+        (root / "masks" / item).rename(root / "masks" / f"{item}.tmp-1-1")
+        fetch_urls(lst, out, None, LocalExecutor(), download=FAST, chunk=2)
         path_of = {url_item_id(r["url"]): r["url"][len(srv.base):] for r in rows[:6]}
         refetched = {p: srv.counts[p] - first[p] for p in srv.counts if srv.counts[p] != first.get(p)}
         assert refetched[path_of[item]] == 1  # the broken image, once; its mask was in place
         # Nothing else but, if it shared the lost ledger part, the row that had failed (never recorded now).
         assert set(refetched) - {path_of[item]} <= {"/im/missing.jpg"}
-        assert not list(root.rglob("*.part")) and not list((root / "masks").glob("*.tmp"))
+        assert not list(root.rglob("*.part")) and not list((root / "masks").glob("*.tmp*"))
         assert (root / "masks" / item / "objects.json").is_file()
 
         # --retry-failed: only the missing row is asked again.
         before = dict(srv.counts)
-        fetch_urls(lst, out, None, LocalExecutor(), download=FAST, chunk=2, retry_failed=True, log=quiet)
+        fetch_urls(lst, out, None, LocalExecutor(), download=FAST, chunk=2, retry_failed=True)
         changed = {p: srv.counts[p] - before.get(p, 0) for p in srv.counts if srv.counts[p] != before.get(p, 0)}
         assert changed == {"/im/missing.jpg": 1}  # 404: no retry; its mask is not asked for a missing image
 
-    again = run_ingest("urls", root, out, single_image_config(PERMISSIVE_INGEST), LocalExecutor(), overwrite=True,
-                       log=quiet)
+    again = run_ingest("urls", root, out, PERMISSIVE_INGEST, LocalExecutor(), overwrite=True)
     assert again["kept"] == 5 and records(out, "urls").num_rows == 5
 
 
@@ -344,29 +345,44 @@ def test_fetch_urls_segmented_rows(tmp_path: Path, tiny_segmenter: str):
         rows.append({"url": srv.file("/im/text.jpg", b"<html>not an image</html>")})
         lst = _write_list(tmp_path / "seg.parquet", rows)
         with pytest.raises(SegmenterError, match="--segmenter"):
-            fetch_urls(lst, out, None, LocalExecutor(), download=FAST, log=quiet)
-        root = fetch_urls(lst, out, tiny_segmenter, LocalExecutor(), download=FAST, segment=PERMISSIVE_SEG,
-                          log=quiet)
+            fetch_urls(lst, out, None, LocalExecutor(), download=FAST)
+        root = fetch_urls(lst, out, tiny_segmenter, LocalExecutor(), download=FAST, segment=PERMISSIVE_SEG)
     report = json.loads((root / "report.json").read_text())
     assert report["counts"] == {"failed_decode": 1, "ok": 4}
     bad = [f for f in report["failures"] if f["status"] == "failed_decode"]
     assert len(bad) == 1 and "image" in bad[0]["error"]
     assert not (root / "images" / f"{bad[0]['item']}.jpg").exists()  # removed, so --retry-failed refetches it
-    ingest = run_ingest("urls", root, out, single_image_config(PERMISSIVE_INGEST), LocalExecutor(), log=quiet)
-    assert ingest["kept"] == report["objects"] > 0 and balanced(ingest)
+    ingest = run_ingest("urls", root, out, IngestConfig(min_area_frac=0.0, max_area_frac=1.0, min_box_side=1,
+                                                        max_border_sides=4), LocalExecutor())
+    assert ingest["kept"] == report["objects"] > 0 and balanced(ingest)  # min_frames_per_instance=1: the source's
+    assert ingest["dropped"]["failed_decode"] == 1
 
 
-def test_urls_main_materialises_a_list(tmp_path: Path, capsys: pytest.CaptureFixture):
-    from imprint.ingest import urls
+def test_imprint_ingest_urls_carries_the_lists_licences(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from imprint.cli import main
 
+    data = tmp_path / "DATA"
     with FixtureServer() as srv:
-        jpg, png = synthetic(3)
-        lst = _write_list(tmp_path / "cli.csv", [{"url": srv.file("/a.jpg", jpg), "mask_url": srv.file("/a.png", png)}])
-        assert urls.main(["--list", str(lst), "--out", str(tmp_path / "DATA")]) == 0
-    root = Path(capsys.readouterr().out.strip())
-    assert root == tmp_path / "DATA" / "raw" / "urls" / "cli" and (root / "masks").is_dir()
-    assert urls.main(["--list", str(tmp_path / "none.csv"), "--out", str(tmp_path / "DATA")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+        rows = []
+        for i in range(2):
+            jpg, png = synthetic(3 + i)
+            rows.append({"url": srv.file(f"/{i}.jpg", jpg), "mask_url": srv.file(f"/{i}.png", png),
+                         "licence": "CC BY 4.0" if i == 0 else None, "attribution": "Jo, https://jo.example" if i == 0
+                         else None})
+        lst = tmp_path / "cli.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), lst)
+        assert main(["ingest", "urls", "--list", str(lst), "--out", str(data), "--executor", "local",
+                     "--set", "min_area_frac=0", "--set", "max_border_sides=4"]) == 0
+    table = records(data, "urls").to_pylist()
+    assert (data / "raw" / "urls" / "cli" / "masks").is_dir() and len(table) == 2
+    by_url = {r["image_uri"].rsplit("/", 1)[1].split(".")[0]: r for r in table}
+    first, second = by_url[url_item_id(rows[0]["url"])], by_url[url_item_id(rows[1]["url"])]
+    assert (first["licence"], first["attribution"]) == ("CC BY 4.0", "Jo, https://jo.example")
+    assert second["licence"].startswith("Your own URL list") and second["attribution"] == rows[1]["url"]
+    capsys.readouterr()
+    assert main(["ingest", "urls", "--list", str(tmp_path / "none.csv"), "--out", str(data)]) == 2
+    err = capsys.readouterr().err  # refused before any executor (Ray) starts
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
 def test_url_list_errors(tmp_path: Path):
@@ -393,7 +409,7 @@ def test_fetch_urls_on_ray(tmp_path: Path, ray_local):
             jpg, png = synthetic(20 + i)
             rows.append({"url": srv.file(f"/im/{i}.jpg", jpg), "mask_url": srv.file(f"/mk/{i}.png", png)})
         lst = _write_list(tmp_path / "ray.csv", rows)
-        root = fetch_urls(lst, out, None, RayExecutor(), download=FAST, chunk=1, log=quiet)
+        root = fetch_urls(lst, out, None, RayExecutor(), download=FAST, chunk=1)
         assert set(srv.counts.values()) == {1}
     assert json.loads((root / "report.json").read_text())["counts"] == {"ok": 4}
     assert len(list((root / "status").glob("part-*.parquet"))) == 4

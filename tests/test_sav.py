@@ -19,8 +19,7 @@ from helpers import balanced, read_records, read_report
 from imprint.executor import LocalExecutor
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.job import run_ingest
-from imprint.ingest.sav import (SAVConfig, SAVSource, prepare_sav, rle_counts_decode, rle_counts_encode,
-                                rle_decode, rle_encode)
+from imprint.ingest.sav import SAVConfig, SAVSource, prepare_sav, rle_counts_decode, rle_runs, runs_to_mask
 from imprint.masks import decode_mask_png
 
 W, H, N_FRAMES, RATE = 128, 96, 25, 4  # annotated frames 0, 4, ..., 24
@@ -78,8 +77,37 @@ def sav_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _quiet(_msg: str) -> None:
-    pass
+def rle_counts_encode(cnts: np.ndarray | list[int]) -> str:
+    """Run lengths -> COCO compressed-RLE string (``rleToString``), to write the fixtures."""
+    out = []
+    cnts = [int(v) for v in cnts]
+    for i, x in enumerate(cnts):
+        if i > 2:
+            x -= cnts[i - 2]
+        more = True
+        while more:
+            ch = x & 0x1F
+            x >>= 5
+            more = (x != -1) if ch & 0x10 else (x != 0)
+            if more:
+                ch |= 0x20
+            out.append(chr(ch + 48))
+    return "".join(out)
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    return runs_to_mask(*rle_runs(rle))
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """Bool mask HxW -> COCO compressed RLE dict (pycocotools ``encode`` gives the same)."""
+    h, w = mask.shape
+    flat = np.asarray(mask, dtype=bool).flatten(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    cnts = np.diff(np.r_[0, change, flat.size]).tolist()
+    if flat.size and flat[0]:
+        cnts = [0, *cnts]
+    return {"size": [h, w], "counts": rle_counts_encode(cnts)}
 
 
 # ------------------------------------------------------------------------------------------------ RLE
@@ -125,13 +153,12 @@ def test_rle_rejects_bad_input() -> None:
 
 
 def test_prepare_writes_frames_and_masks(sav_root: Path, tmp_path: Path) -> None:
-    raw = prepare_sav(sav_root, tmp_path, LocalExecutor(), log=_quiet)
+    raw = prepare_sav(sav_root, tmp_path, LocalExecutor())
     assert raw == tmp_path / "raw" / "sav"
     report = json.loads((raw / "report.json").read_text())
-    assert report["videos"] == 4 and report["kept"] == 2
-    assert report["dropped"] == {"corrupt_video": 1, "missing_annotation": 1}
-    assert balanced(report)
-    reasons = {f["item"]: f["reason"] for f in report["failures"]}
+    assert report["videos"] == report["items"] == 4
+    assert report["counts"] == {"corrupt_video": 1, "missing_annotation": 1, "ok": 2}
+    reasons = {f["item"]: f["status"] for f in report["failures"]}
     assert reasons == {"sav_000003": "corrupt_video", "sav_000004": "missing_annotation"}
 
     video = raw / "videos" / "sav_000001"
@@ -158,14 +185,15 @@ def test_prepare_writes_frames_and_masks(sav_root: Path, tmp_path: Path) -> None
 
 
 def test_prepare_rerun_skips_and_auto_masklets(sav_root: Path, tmp_path: Path) -> None:
-    raw = prepare_sav(sav_root, tmp_path, limit=2, log=_quiet)
+    raw = prepare_sav(sav_root, tmp_path, limit=2)
     first = {p: p.stat().st_mtime_ns for p in (raw / "videos").rglob("*") if p.is_file()}
-    prepare_sav(sav_root, tmp_path, limit=2, log=_quiet)
+    prepare_sav(sav_root, tmp_path, limit=2)
     report = json.loads((raw / "report.json").read_text())
-    assert report["already_done"] == 2 and report["this_run"] == {}
+    assert report["attempted"] == 0 and report["this_run"] == {} and report["counts"] == {"ok": 2}
     assert first == {p: p.stat().st_mtime_ns for p in (raw / "videos").rglob("*") if p.is_file()}
+    assert not list(raw.rglob("video.json.done")) and not list((raw / "videos").glob("*.tmp*"))
     # other settings: the video is redone, here with the auto masklets too
-    prepare_sav(sav_root, tmp_path, limit=2, cfg=SAVConfig(include_auto=True), log=_quiet)
+    prepare_sav(sav_root, tmp_path, limit=2, cfg=SAVConfig(include_auto=True))
     assert sorted(p.name for p in (raw / "videos" / "sav_000002" / "masks").iterdir()) == ["000", "001", "auto000"]
     assert sorted(p.name for p in (raw / "videos" / "sav_000001" / "masks").iterdir()) == ["000", "001"]
 
@@ -175,7 +203,7 @@ def test_prepare_refuses_a_root_without_videos(tmp_path: Path) -> None:
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(LayoutError, match="sav_NNNNNN.mp4"):
-        prepare_sav(tmp_path / "empty", tmp_path / "data", log=_quiet)
+        prepare_sav(tmp_path / "empty", tmp_path / "data")
 
 
 def test_prepare_from_official_tar(sav_root: Path, tmp_path: Path) -> None:
@@ -185,7 +213,7 @@ def test_prepare_from_official_tar(sav_root: Path, tmp_path: Path) -> None:
     with tarfile.open(tar, "w") as tf:
         tf.add(sav_root / "sav_000" / "sav_000001.mp4", "sav_train/sav_000/sav_000001.mp4")
         tf.add(sav_root / "sav_000" / "sav_000001_manual.json", "sav_train/sav_000/sav_000001_manual.json")
-    raw = prepare_sav(tar, tmp_path / "data", log=_quiet)
+    raw = prepare_sav(tar, tmp_path / "data")
     assert (raw / "archives" / "sav_000" / "sav_train" / "sav_000" / "sav_000001.mp4").is_file()
     assert (raw / "videos" / "sav_000001" / "video.json").is_file()
 
@@ -194,8 +222,8 @@ def test_prepare_from_official_tar(sav_root: Path, tmp_path: Path) -> None:
 
 
 def test_records_through_run_ingest(sav_root: Path, tmp_path: Path) -> None:
-    raw = prepare_sav(sav_root, tmp_path, log=_quiet)
-    report = run_ingest("sav", raw, tmp_path, IngestConfig(), LocalExecutor(), log=_quiet)
+    raw = prepare_sav(sav_root, tmp_path)
+    report = run_ingest("sav", raw, tmp_path, IngestConfig(), LocalExecutor())
     assert balanced(report)
     table = read_records(tmp_path, "sav").to_pylist()
     # per video: the rectangle in 7 frames, the disc in 6
@@ -219,13 +247,13 @@ def test_records_through_run_ingest(sav_root: Path, tmp_path: Path) -> None:
 
 def test_reads_the_official_val_layout(sav_root: Path, tmp_path: Path) -> None:
     """sav_val: JPEGImages_24fps/<vid>/<00000>.jpg + Annotations_6fps/<vid>/<obj>/<00000>.png."""
-    raw = prepare_sav(sav_root, tmp_path / "prep", limit=1, log=_quiet)
+    raw = prepare_sav(sav_root, tmp_path / "prep", limit=1)
     video = raw / "videos" / "sav_000001"
     val = tmp_path / "sav_val"
     shutil.copytree(video / "frames", val / "JPEGImages_24fps" / "sav_000001")
     shutil.copytree(video / "masks", val / "Annotations_6fps" / "sav_000001")
     (val / "sav_val.txt").write_text("sav_000001\n")
-    report = run_ingest("sav", tmp_path, tmp_path / "data", IngestConfig(), LocalExecutor(), log=_quiet)
+    report = run_ingest("sav", tmp_path, tmp_path / "data", IngestConfig(), LocalExecutor())
     assert report["kept"] == 13 and balanced(report)
 
 

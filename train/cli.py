@@ -15,8 +15,9 @@ DESCRIPTION = (
     "Train IMPRINT's stage 1 (DINOv2 + adapter + the UNet's decoder blocks on view pairs; exports RUN/encoder/) "
     "or stage 2 (adapter + the whole inpainting UNet on compositing pairs, Sequential Collaborative Training; "
     "exports RUN/final/). Checkpoints in RUN/checkpoints/ resume exactly with --resume latest. "
-    "Multi-GPU: accelerate launch -m imprint.cli train ... Before booking a GPU: --dry-run builds the models "
-    "without weights on the meta device and reports parameters, the trainable split and peak GPU memory.")
+    "Several GPUs: torchrun --standalone --nproc_per_node N -m imprint.cli train ... (or accelerate launch "
+    "--multi_gpu -m imprint.cli train ...). Before booking a GPU: --dry-run builds the models without weights on "
+    "the meta device and reports parameters, the trainable split and peak GPU memory.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="no training: build the configured models without weights on the meta device, run one "
                         "shape-checking training step there, print parameters, the trainable split and an "
                         "estimate of peak GPU memory per device (no GPU, no network, no shards needed)")
-    p.add_argument("--encoder", type=Path, default=None,
-                   help="stage 2: the stage-1 encoder export (RUN1/encoder); default: a fresh DINOv2 + adapter")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--encoder", type=Path, default=None,
+                       help="stage 2 (required unless --from-dinov2): the stage-1 encoder export (RUN1/encoder)")
+    start.add_argument("--from-dinov2", action="store_true",
+                       help="stage 2: start from a fresh DINOv2 + adapter (the config's encoder), skipping stage 1 "
+                            "(the paper's ablation)")
     p.add_argument("--resume", default=None, help="'latest' or a RUN/checkpoints/checkpoint-N folder")
     p.add_argument("--val-shards", type=Path, default=None,
                    help="held-out shards for the validation grids (default: DATA/shards/stageN-holdout if it "
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if val is None:
         holdout = args.shards.parent / f"{args.shards.name}-holdout"
         val = holdout if (holdout / "manifest.json").is_file() else None
-    train(cfg, args.shards, args.out, encoder_path=args.encoder, resume=args.resume, val_shards=val)
+    train(cfg, args.shards, args.out, encoder_path=args.encoder, from_dinov2=args.from_dinov2, resume=args.resume,
+          val_shards=val)
     return 0
 
 

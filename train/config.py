@@ -76,11 +76,12 @@ class TrainConfig:
     prediction_type: str | None = None  # None: the scheduler's own (epsilon, v_prediction)
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
-    ema: bool = False
+    ema: bool = False  # an EMA of every parameter that trains in the stage; the export takes its weights
     ema_decay: float = 0.9999
-    seed: int = 0
+    seed: int = 0  # models are built from it on every rank; rank r > 0 then draws its noise from seed + r
     num_workers: int = 0
     shuffle_buffer: int = 256
+    source_weights: dict[str, float] | None = None  # relative sampling weight per source (the loader's)
     level_probs: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)
     checkpoint_every: int = 500
     checkpoints_total_limit: int = 3
@@ -114,6 +115,11 @@ class TrainConfig:
             raise ValueError("level_probs: four probabilities summing to 1")
         if self.log_with not in ("tensorboard", "wandb", "none"):
             raise ValueError("log_with must be tensorboard, wandb or none")
+        if self.source_weights is not None and not (
+                isinstance(self.source_weights, dict)
+                and all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < float("inf")
+                        for w in self.source_weights.values())):
+            raise ValueError("source_weights maps source names to finite weights >= 0, e.g. {ytvos: 1, vipseg: 0.5}")
 
 
 def resolve_config_path(name_or_path: str) -> Path:

@@ -33,7 +33,7 @@ MEMORY_METHOD = (
     "The step is the trainer's own, run twice on the meta device (the second with the optimizer states present): "
     "VAE encode (no grad), encoder on the object image, UNet, loss, backward, gradient clipping, AdamW "
     "(foreach, as on CUDA: two fp32 states per trainable parameter and its temporaries), EMA update (an fp32 "
-    "copy of the UNet), with gradient checkpointing as configured (torch.utils.checkpoint, non-reentrant). "
+    "copy of every trainable parameter, as the trainer keeps it), with gradient checkpointing as configured (torch.utils.checkpoint, non-reentrant). "
     "Every tensor an op creates is followed by storage from creation until freed (a TorchDispatchMode), so "
     "gradients, optimizer states, activations saved for backward, checkpoint recomputation and temporaries "
     "are all counted when they are alive. What a GPU does differently from the meta device is emulated: "
@@ -208,7 +208,7 @@ def _step(cfg: TrainConfig, m: Assembled, params: list[nn.Parameter], optimizer:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
-            ema.step(m.unet.parameters())
+            ema.step(params)
     return shapes
 
 
@@ -234,7 +234,7 @@ def simulate(cfg: TrainConfig, m: Assembled, groups: dict[str, list[nn.Parameter
             optimizer = torch.optim.AdamW([{"params": ps, "name": name, "lr": 0.0} for name, ps in groups.items()],
                                           weight_decay=cfg.weight_decay, foreach=True)
             apply_lrs(optimizer, group_lrs(cfg, 0))
-            ema = EMAModel(m.unet.parameters(), decay=cfg.ema_decay) if cfg.ema else None
+            ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema else None  # as the trainer: all that trains
             live.mark("ema")
             m.unet.train(), m.encoder.train()
             for _ in range(steps):
@@ -316,7 +316,7 @@ def dry_run(cfg: TrainConfig, *, config_name: str = "", encoder_path: Path | Non
 
     shard_report = check_shards(shards, cfg.stage) if shards is not None else None
     m = assemble(cfg, encoder_path)
-    groups = set_trainable(cfg.stage, m.encoder, m.unet, m.vae)
+    groups = set_trainable(cfg.stage, m.encoder, m.unet, m.vae, null_embedding=cfg.cfg_drop_prob > 0)
     modules = module_counts(m)
     sim = simulate(cfg, m, groups)
     report = {

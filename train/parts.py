@@ -4,42 +4,52 @@ and building a stage's inputs from a loader batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from imprint.train.config import TrainConfig
+from imprint.train.models import VAE, ImageEncoder, NoiseScheduler, UNet
 
 
 # --- what trains ------------------------------------------------------------------------------------------
 
 UNET_DECODER = ("up_blocks", "conv_norm_out", "conv_out")  # stage 1 trains the UNet's decoder side only
+# DINOv2 parameters no forward of ours uses: the mask token serves masked-image pretraining only
+# (``bool_masked_pos``). They stay frozen: under DDP a trained parameter without a gradient stops the run.
+DINOV2_UNUSED = ("embeddings.mask_token",)
 
 
-def set_trainable(stage: int, encoder: nn.Module, unet: nn.Module, vae: nn.Module) -> dict[str, list[nn.Parameter]]:
+def set_trainable(stage: int, encoder: ImageEncoder, unet: UNet, vae: VAE,
+                  null_embedding: bool = True) -> dict[str, list[nn.Parameter]]:
     """Freeze and unfreeze per the paper; returns the trainable parameters by group name.
 
-    Stage 1: DINOv2 + adapter + the UNet's decoder (up blocks and output head); the UNet's input conv,
-    time embedding, down and mid blocks and the VAE frozen. Stage 2: adapter (+ null embedding) + the
-    whole UNet; DINOv2 and the VAE frozen.
+    Stage 1: DINOv2 (all but :data:`DINOV2_UNUSED`) + adapter + the UNet's decoder (up blocks and output
+    head); the UNet's input conv, time embedding, down and mid blocks and the VAE frozen. Stage 2: adapter
+    (+ the null embedding, unless ``null_embedding`` is False: no guidance dropout, nothing trains it) +
+    the whole UNet; DINOv2 and the VAE frozen. Every parameter returned gets a gradient at every step.
     """
     for module in (encoder, unet, vae):
         module.requires_grad_(False)
     encoder.adapter.requires_grad_(True)
     if stage == 1:
         encoder.dinov2.requires_grad_(True)
+        for name in DINOV2_UNUSED:
+            encoder.dinov2.get_parameter(name).requires_grad_(False)
         for name in UNET_DECODER:
             getattr(unet, name).requires_grad_(True)
         return {
-            "encoder": list(encoder.dinov2.parameters()),
+            "encoder": [p for p in encoder.dinov2.parameters() if p.requires_grad],
             "adapter": list(encoder.adapter.parameters()),
             "unet": [p for name in UNET_DECODER for p in getattr(unet, name).parameters()],
         }
-    encoder.null_embedding.requires_grad_(True)
     unet.requires_grad_(True)
-    return {"adapter": [*encoder.adapter.parameters(), encoder.null_embedding], "unet": list(unet.parameters())}
+    adapter = list(encoder.adapter.parameters())
+    if null_embedding:
+        encoder.null_embedding.requires_grad_(True)
+        adapter.append(encoder.null_embedding)
+    return {"adapter": adapter, "unet": list(unet.parameters())}
 
 
 def trainable_report(**modules: nn.Module) -> dict[str, bool | str]:
@@ -98,7 +108,7 @@ def apply_lrs(optimizer: torch.optim.Optimizer, lrs: dict[str, float], factor: f
 # --- noise and loss --------------------------------------------------------------------------------------
 
 
-def add_noise(scheduler: Any, latents: torch.Tensor, generator: torch.Generator | None = None
+def add_noise(scheduler: NoiseScheduler, latents: torch.Tensor, generator: torch.Generator | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy latents, timesteps, the target the UNet predicts: ε, or v for v-prediction)."""
     noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
@@ -136,12 +146,14 @@ class StepInputs:
 
 
 @torch.no_grad()
-def encode_latents(vae: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> scaled latents (the VAE's mean, as diffusers' trainers do with sample())."""
-    return vae.encode(images.to(vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+def encode_latents(vae: VAE, images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> scaled latents: a draw from the VAE's posterior (``latent_dist.sample()``, not
+    its mean, as diffusers' trainers do; it takes noise from the global torch RNG)."""
+    latents: torch.Tensor = vae.encode(images.to(vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+    return latents
 
 
-def stage_inputs(cfg: TrainConfig, batch: dict[str, torch.Tensor], vae: nn.Module, scheduler: Any,
+def stage_inputs(cfg: TrainConfig, batch: dict[str, torch.Tensor], vae: VAE, scheduler: NoiseScheduler,
                  generator: torch.Generator | None = None) -> StepInputs:
     """Stage 1: the noisy latent of view 2. Stage 2: [noisy latent, mask, masked-background latent]."""
     latents = encode_latents(vae, batch["target"])
@@ -157,9 +169,9 @@ def stage_inputs(cfg: TrainConfig, batch: dict[str, torch.Tensor], vae: nn.Modul
 
 def condition(encoder: nn.Module, objects: torch.Tensor, drop_prob: float,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Object tokens; each sample's replaced by the learned null embedding with ``drop_prob`` (CFG)."""
-    tokens = encoder(objects)
-    if drop_prob <= 0:
-        return tokens
-    drop = torch.rand(tokens.shape[0], generator=generator, device=tokens.device) < drop_prob
-    return torch.where(drop[:, None, None], encoder.null(tokens.shape[0]).to(tokens.dtype), tokens)
+    """Object tokens; each sample's replaced by the learned null embedding with ``drop_prob`` (CFG).
+
+    ``encoder`` is an :class:`~imprint.train.models.ImageEncoder` or its DDP wrapper: the dropout is part of
+    its ``forward``, so nothing here reaches past the wrapper."""
+    tokens: torch.Tensor = encoder(objects, drop_prob=drop_prob, generator=generator)
+    return tokens

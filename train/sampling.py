@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
 import torch
-from torch import nn
+
+from imprint.train.models import VAE, NoiseScheduler, UNet
 
 
 @torch.no_grad()
-def denoise(unet: nn.Module, scheduler: Any, cond: torch.Tensor, uncond: torch.Tensor | None,
+def denoise(unet: UNet, scheduler: NoiseScheduler, cond: torch.Tensor, uncond: torch.Tensor | None,
             shape: tuple[int, ...], steps: int, guidance: float, generator: torch.Generator,
             extra: torch.Tensor | None = None,
             after_step: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None) -> torch.Tensor:
@@ -22,12 +23,11 @@ def denoise(unet: nn.Module, scheduler: Any, cond: torch.Tensor, uncond: torch.T
     device, dtype = cond.device, cond.dtype
     scheduler.set_timesteps(steps, device=device)
     latents = torch.randn(shape, generator=generator, device=device, dtype=dtype) * scheduler.init_noise_sigma
-    guided = uncond is not None and guidance != 1.0
     for i, t in enumerate(scheduler.timesteps):
-        x = scheduler.scale_model_input(latents, t)
+        x: torch.Tensor = scheduler.scale_model_input(latents, t)
         if extra is not None:
             x = torch.cat([x, extra.to(dtype)], dim=1)
-        if guided:
+        if uncond is not None and guidance != 1.0:
             out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
             out_uncond, out_cond = out.chunk(2)
             out = out_uncond + guidance * (out_cond - out_uncond)
@@ -40,7 +40,7 @@ def denoise(unet: nn.Module, scheduler: Any, cond: torch.Tensor, uncond: torch.T
 
 
 @torch.no_grad()
-def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
+def decode_latents(vae: VAE, latents: torch.Tensor) -> torch.Tensor:
     """Latents -> images in [0, 1]."""
-    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    images: torch.Tensor = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
     return (images.float().clamp(-1, 1) + 1) / 2

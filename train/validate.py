@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from imprint.geometry import object_pixels, target_pixels
 from imprint.io import read_shard_rows
 from imprint.shards.loader import decode_mask, decode_rgb
-from imprint.train.sampling import decode_latents, denoise
 from imprint.train.parts import encode_latents
+from imprint.train.sampling import decode_latents, denoise
 
 
 def load_examples(shard_dir: Path, n: int, object_size: int, resolution: int) -> dict[str, Any]:
@@ -29,10 +30,12 @@ def load_examples(shard_dir: Path, n: int, object_size: int, resolution: int) ->
 
 
 @torch.no_grad()
-def render_validation(stage: int, examples: dict[str, Any], encoder: torch.nn.Module, unet: torch.nn.Module,
+def render_validation(stage: int, examples: dict[str, Any], encoder: Any, unet: torch.nn.Module,
                       vae: torch.nn.Module, scheduler: Any, steps: int, seed: int, guidance: float = 3.0
                       ) -> np.ndarray:
-    """A grid, one row per example: object | background + mask (stage 2) or target view (stage 1) | output."""
+    """A grid, one row per example: object | background + mask (stage 2) or target view (stage 1) | output.
+
+    ``encoder`` is the bare :class:`~imprint.train.models.ImageEncoder` (not a DDP wrapper)."""
     device = next(unet.parameters()).device
     obj = examples["object"].to(device)
     tgt = examples["target"].to(device)
@@ -43,7 +46,9 @@ def render_validation(stage: int, examples: dict[str, Any], encoder: torch.nn.Mo
     extra = None
     if stage == 2:
         masked = encode_latents(vae, tgt * (1 - mask))
-        extra = torch.cat([torch.nn.functional.interpolate(mask, size=latent_shape[-2:], mode="nearest"), masked], 1)
+        # the latent mask as in training and inference: a cell is inside if any of its pixels is (max-pool)
+        mask_latent = F.max_pool2d(mask, tgt.shape[-1] // latent_shape[-1])
+        extra = torch.cat([mask_latent, masked], 1)
     uncond = encoder.null(obj.shape[0]) if stage == 2 else None
     latents = denoise(unet, scheduler, cond, uncond, tuple(latent_shape), steps, guidance, generator, extra)
     out = decode_latents(vae, latents)
@@ -52,10 +57,11 @@ def render_validation(stage: int, examples: dict[str, Any], encoder: torch.nn.Mo
         middle = middle * (1 - mask) + mask * torch.tensor([1.0, 0.0, 1.0], device=device).view(1, 3, 1, 1) * 0.6 \
             + middle * mask * 0.4
     size = tgt.shape[-1]
-    obj_big = torch.nn.functional.interpolate(obj, size=(size, size), mode="bilinear", align_corners=False)
+    obj_big = F.interpolate(obj, size=(size, size), mode="bilinear", align_corners=False)
     rows = torch.cat([obj_big, middle, out], dim=3)  # B x 3 x H x 3W
     grid = torch.cat(list(rows), dim=1)  # 3 x BH x 3W
-    return (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    image: np.ndarray = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return image
 
 
 def save_grid(grid: np.ndarray, path: Path) -> Path:

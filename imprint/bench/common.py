@@ -69,8 +69,7 @@ def ingest_ytvos(root: str | Path, out: str | Path, limit: int | str) -> None:
     from imprint.ingest.config import IngestConfig
     from imprint.ingest.job import run_ingest
 
-    run_ingest("ytvos", Path(root), Path(out), IngestConfig(groups_per_part=2), LocalExecutor(), limit=int(limit),
-               log=lambda _m: None)
+    run_ingest("ytvos", Path(root), Path(out), IngestConfig(groups_per_part=2), LocalExecutor(), limit=int(limit))
 
 
 def pairs_child(records: str | Path, out: str | Path, n_sources: str, rows: int | str = 64) -> None:
@@ -80,7 +79,7 @@ def pairs_child(records: str | Path, out: str | Path, n_sources: str, rows: int 
     from imprint.pairing.job import run_pairs
 
     run_pairs(Path(records), Path(out), 2, json.loads(n_sources), PairsConfig(shard_rows=int(rows)),
-              LocalExecutor(), log=lambda _m: None)
+              LocalExecutor())
 
 
 def tiny_shards(work: Path) -> Path:
@@ -95,8 +94,8 @@ def tiny_shards(work: Path) -> Path:
     roots = generate(work / "sample", seed=0, scale=2)
     for source, root in roots.items():
         run_ingest(source, root, work / "data", IngestConfig(split="all" if source == "vipseg" else "train"),
-                   LocalExecutor(), log=lambda _m: None)
+                   LocalExecutor())
     cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=32, pairs_per_instance=8)
     run_pairs(work / "data" / "records", work / "shards" / "stage2", 2, {"ytvos": 8, "vipseg": 8, "ppr10k": 8}, cfg,
-              LocalExecutor(), log=lambda _m: None)
+              LocalExecutor())
     return work / "shards" / "stage2"

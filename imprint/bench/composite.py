@@ -21,7 +21,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)
     shards = tiny_shards(work)
     cfg = load_config(TrainConfig, resolve_config_path("stage2-tiny"), ["max_steps=1", "log_with=none"])
-    train(cfg, shards, work / "run", log=lambda _m: None)
+    train(cfg, shards, work / "run", from_dinov2=True)
     pipe = CompositingPipeline.from_pretrained(work / "run" / "final", device="cpu")
     rng = np.random.default_rng(0)
     obj = np.zeros((64, 48, 4), np.uint8)

@@ -47,7 +47,7 @@ def _ingest(root: Path, out: Path, executor_name: str, workers: int | None) -> d
     cfg = IngestConfig(groups_per_part=2)
     with make_executor(executor_name, workers) as ex:
         t0 = time.perf_counter()
-        report = run_ingest("ytvos", root, out, cfg, ex, log=lambda _m: None)
+        report = run_ingest("ytvos", root, out, cfg, ex)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "frames": report["frames"], "records": report["kept"]}
 

@@ -65,8 +65,7 @@ def _build(work: Path, quick: bool) -> Path:
     root = generate_ytvos(work / "ytvos720", seed=2, n_videos=n_videos, n_frames=12, size=(1280, 720))
     ingest_ytvos(root, work / "data", n_videos)
     shards = work / "shards"
-    run_pairs(work / "data" / "records", shards, 2, {"ytvos": 16}, PairsConfig(shard_rows=64), LocalExecutor(),
-              log=lambda _m: None)
+    run_pairs(work / "data" / "records", shards, 2, {"ytvos": 16}, PairsConfig(shard_rows=64), LocalExecutor())
     return shards
 
 

@@ -74,9 +74,9 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     specs = list(plan_pairs(records, {"ytvos": cap}, 2, cfg))
     _floor(records, specs[:8], cfg)  # warm caches and imports
     floor_s = _floor(records, specs, cfg)
-    run_pairs(records, work / "warm", 2, {"ytvos": 1}, cfg, LocalExecutor(), log=lambda _m: None)  # imports
+    run_pairs(records, work / "warm", 2, {"ytvos": 1}, cfg, LocalExecutor())  # imports
     t0 = time.perf_counter()
-    report = run_pairs(records, work / "shards", 2, {"ytvos": cap}, cfg, LocalExecutor(), log=lambda _m: None)
+    report = run_pairs(records, work / "shards", 2, {"ytvos": cap}, cfg, LocalExecutor())
     seconds = time.perf_counter() - t0
     ratio = (seconds / report["seen"]) / (floor_s / len(specs))
     rss_n = _peak_rss(records, {"ytvos": 1})

@@ -56,7 +56,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
 
     def run(steps: int, name: str) -> dict[str, Any]:
         cfg = load_config(TrainConfig, resolve_config_path("stage2-tiny"), [*base, f"max_steps={steps}"])
-        return train(cfg, shards, work / name, log=lambda _m: None)
+        return train(cfg, shards, work / name, from_dinov2=True)
 
     run(2, "warm")
     short, long = run(n1, "short"), run(n2, "long")
