@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.utils.data import IterableDataset
 
 _ALIGN = 64
 _PARTS = ("object", "target", "mask", "mask_latent", "level")  # what the trainer gets
@@ -232,3 +234,24 @@ class WorkerSlots:
         w, k = int(msg["worker"]), int(msg["slot"])
         self._lent[w].add(k)
         return batch_of(self.layout, self.buffers[w][k], msg)
+
+
+class _Batching(Protocol):
+    def batches(self, slots: WorkerSlots | None) -> Iterator[dict[str, Any]]: ...
+
+
+class Batches(IterableDataset):
+    """A stream's batch messages (:meth:`imprint.shards.loader.ShardStream.batches`), for a DataLoader that does
+    not batch (``batch_size=None``, ``collate_fn=as_is``)."""
+
+    def __init__(self, stream: _Batching, slots: WorkerSlots | None) -> None:
+        super().__init__()
+        self.stream, self.slots = stream, slots
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.stream.batches(self.slots)
+
+
+def as_is(item: Any) -> Any:
+    """The DataLoader's ``collate_fn`` for messages: nothing to convert."""
+    return item

@@ -6,11 +6,19 @@ Data flow, per rank and per DataLoader worker (all of it seeded, nothing timed):
         --permute (seed, epoch)--> this epoch's order --[worker::num_workers]--> the worker's shards
         --ParquetFile.iter_batches, row group by row group--> rows (image bytes still encoded)
         --source weights (keep draws)--> shuffle buffer (seed, epoch, rank, worker)
-        --decode + resize + mask level--> sample dicts --DataLoader--> batches
+        --batch_size rows--> decode + resize + mask level, straight into the slots of one batch buffer
+        --DataLoader--> batches
 
 Each worker batches its own samples and the DataLoader takes batches from the
 workers round-robin in worker order, so the batches of an epoch depend only on
 ``(seed, epoch, rank, world_size, num_workers, batch_size)`` and the shards.
+
+Batches (:mod:`imprint.shards.batches`): a batch is one flat buffer; the decoders
+write each sample into its slot (no stacking copy), and buffers are reused once
+nothing refers to them any more (a batch you keep is never overwritten). Workers
+fill a few shared buffers they reuse and send only their number, so no fresh
+shared memory is faulted in per batch. The values are what decoding each sample
+alone gives (tested against the per-sample path).
 
 Resuming (:meth:`ShardLoader.state_dict`) stores ``(epoch, batches consumed)``.
 Loading it replays the round-robin on the per-worker sample counts (known from
@@ -40,7 +48,6 @@ import multiprocessing
 import zlib
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +57,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level_into
-from imprint.geometry import binarize, object_pixels, resize_labels, resize_stored, target_pixels
+from imprint.geometry import object_pixels, target_pixels
 from imprint.io import MANIFEST, ManifestError, read_manifest, row_group_offsets
-from imprint.masks import bits_of
-from imprint.shards.batches import BatchLayout, BufferPool, SampleBatch, WorkerSlots, batch_of
+from imprint.shards.batches import BatchLayout, Batches, BufferPool, SampleBatch, WorkerSlots, as_is, batch_of
+from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into
 
 __all__ = [
     "MANIFEST",
@@ -126,58 +133,7 @@ class LoaderConfig:
             raise ValueError(f"drop_last must be a bool, got {self.drop_last!r}")
 
 
-# --- decoding -----------------------------------------------------------------------------------------
-
-
-def decode_rgb(data: bytes, size: int, out: np.ndarray | None = None) -> np.ndarray:
-    """A JPEG/PNG as an ``size x size x 3`` uint8 RGB array (resized if stored at another size).
-
-    OpenCV decodes (2-3x faster than PIL on 512px JPEGs, same libjpeg-turbo pixels); PIL
-    takes whatever OpenCV cannot read. With ``out`` (a contiguous ``size x size x 3`` uint8 array, e.g. a
-    slot of a batch) the pixels are written there and ``out`` is returned: the colour conversion (or the
-    resize) writes straight into it, so no copy is added.
-    """
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if arr is None:
-        from PIL import Image
-
-        with Image.open(BytesIO(data)) as img:
-            rgb = np.asarray(img.convert("RGB"))
-        return np.ascontiguousarray(resize_stored(rgb, size, out))
-    if out is not None and arr.shape[:2] == (size, size):
-        converted: np.ndarray = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB, dst=out)
-        if converted.ctypes.data != out.ctypes.data:  # OpenCV allocated its own (``out`` did not fit): copy
-            np.copyto(out, converted)
-        return out
-    return np.ascontiguousarray(resize_stored(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB), size, out))
-
-
-def decode_mask(data: bytes, size: int) -> np.ndarray:
-    """A 1-bit or 8-bit grayscale PNG mask as an ``size x size`` bool array (:func:`imprint.geometry.binarize`;
-    nearest resize if stored at another size)."""
-    from PIL import Image
-
-    with Image.open(BytesIO(data)) as img:
-        mask = bits_of(img) if img.mode == "1" else binarize(np.asarray(img.convert("L")))
-    return resize_labels(mask, size)
-
-
-def latent_mask(mask: np.ndarray, factor: int) -> np.ndarray:
-    """Max-pool of an ``HxW`` bool mask over ``factor x factor`` cells (a cell is on if any pixel is)."""
-    h, w = mask.shape
-    rows = mask.reshape(h // factor, factor, w).any(axis=1)  # two 1-axis reductions: ~6x faster than one
-    cells = rows.reshape(h // factor, w // factor, factor).any(axis=2)
-    return np.asarray(cells)
-
-
-def latent_mask_into(mask: np.ndarray, box: tuple[int, int, int, int] | None, factor: int, out: np.ndarray) -> None:
-    """:func:`latent_mask` of a mask that is empty outside ``box``, written into ``out`` (bool, all False on
-    entry): only the cells the box touches are pooled."""
-    if box is None:
-        return
-    x0, y0, x1, y1 = box
-    cy0, cx0, cy1, cx1 = y0 // factor, x0 // factor, -(-y1 // factor), -(-x1 // factor)
-    out[cy0:cy1, cx0:cx1] = latent_mask(mask[cy0 * factor:cy1 * factor, cx0 * factor:cx1 * factor], factor)
+# --- model inputs -------------------------------------------------------------------------------------
 
 
 def prepare_batch(batch: dict[str, Any], device: torch.device | str | None = None,
@@ -499,22 +455,6 @@ class ShardStream(IterableDataset):
                 "source": batch.source[:len(rows)]}
 
 
-def _as_is(item: Any) -> Any:
-    return item
-
-
-class _Batches(IterableDataset):
-    """A :class:`ShardStream`'s batch messages (:meth:`ShardStream.batches`), for a DataLoader that does not
-    batch (``batch_size=None``)."""
-
-    def __init__(self, stream: ShardStream, slots: WorkerSlots | None) -> None:
-        super().__init__()
-        self.stream, self.slots = stream, slots
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.stream.batches(self.slots)
-
-
 # --- the loader ---------------------------------------------------------------------------------------
 
 
@@ -615,7 +555,7 @@ class ShardLoader:
                 self._slots = WorkerSlots(layout, cfg.num_workers)
             slots = self._slots
             slots.start()
-        loader = DataLoader(_Batches(self.dataset, slots), batch_size=None, collate_fn=_as_is,
+        loader = DataLoader(Batches(self.dataset, slots), batch_size=None, collate_fn=as_is,
                             num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
                             worker_init_fn=_worker_init if cfg.num_workers else None,
                             multiprocessing_context=_worker_context() if cfg.num_workers else None)
