@@ -167,9 +167,14 @@ class SampleBatch:
         out["pair_id"], out["source"] = self.pair_id[slot], self.source[slot]
         return out
 
-    def message(self, n: int) -> dict[str, Any]:
-        """The first ``n`` slots as what a worker sends (see :meth:`WorkerSlots.collect`)."""
-        return {"slot": -1, "buffer": self.flat, "size": n, "pair_id": self.pair_id[:n], "source": self.source[:n]}
+    def message(self, n: int, slot: int = -1, worker: int = 0) -> dict[str, Any]:
+        """The first ``n`` slots as what is sent to the main process (:meth:`WorkerSlots.collect`): the number
+        of the worker's slot holding them, or (``slot < 0``) the buffer itself."""
+        msg: dict[str, Any] = {"slot": slot, "worker": worker, "size": n, "pair_id": self.pair_id[:n],
+                               "source": self.source[:n]}
+        if slot < 0:
+            msg["buffer"] = self.flat
+        return msg
 
 
 def batch_of(layout: BatchLayout, flat: torch.Tensor, msg: dict[str, Any]) -> dict[str, Any]:

@@ -449,10 +449,7 @@ class ShardStream(IterableDataset):
         """``rows`` decoded into a batch (a worker's slot, or a buffer of ``pool``), as a message."""
         slot, batch = slots.take(worker) if slots else (-1, SampleBatch(layout, pool.get()))
         self.decode_batch(rows, epoch, batch)
-        if slot < 0:
-            return batch.message(len(rows))
-        return {"slot": slot, "worker": worker, "size": len(rows), "pair_id": batch.pair_id[:len(rows)],
-                "source": batch.source[:len(rows)]}
+        return batch.message(len(rows), slot, worker)
 
 
 # --- the loader ---------------------------------------------------------------------------------------

@@ -333,6 +333,24 @@ def test_exact_resume(shards: Path, workers: int, weights: dict | None, k: int,
 # --- batch buffers ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("workers,drop_last", [(0, True), (2, False)])
+def test_batches_equal_the_dataloader_batching_the_samples(shards: Path, workers: int, drop_last: bool) -> None:
+    """The loader's batches (decoded phase by phase straight into a batch) are what PyTorch's DataLoader makes
+    of the sample stream (each sample decoded alone, then stacked): same samples, values and order."""
+    from torch.utils.data import DataLoader
+
+    cfg = small_cfg(num_workers=workers, drop_last=drop_last, target_size=48)  # stored 64: the resize path
+    stream = ShardStream(shards, cfg)
+    stream.set_epoch(2)
+    ctx = torch.multiprocessing.get_context("forkserver") if workers else None
+    reference = list(DataLoader(stream, batch_size=cfg.batch_size, num_workers=workers, drop_last=drop_last,
+                                multiprocessing_context=ctx))
+    loader = ShardLoader(shards, cfg)
+    loader.set_epoch(2)
+    assert_same_batches(epoch_batches(loader), reference)
+    assert len(reference) == len(loader)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_held_batches_keep_their_values_while_buffers_are_reused(shards: Path, workers: int) -> None:
     """Buffers are reused once nothing refers to them: a batch the trainer keeps is never overwritten, and
