@@ -122,8 +122,8 @@ def _floor(shards: Path, processes: int, pool: Any) -> float:
     return float(sum(pool.starmap(floor_child, [(str(shards), str(p), str(processes)) for p in range(processes)])))
 
 
-def _epoch(loader: ShardLoader, rss: dict[str, float] | None = None) -> tuple[float, int]:
-    """CPU seconds (this process and its DataLoader workers) and samples of one epoch of ``loader``.
+def _epoch(loader: ShardLoader, rss: dict[str, float] | None = None) -> tuple[float, float, int]:
+    """CPU seconds of this process, CPU seconds of its DataLoader workers, and samples, of one epoch of ``loader``.
 
     Workers are read after every batch (a worker that has run dry exits before the epoch ends); the reading's
     own time is left out of this process's.
@@ -151,11 +151,12 @@ def _epoch(loader: ShardLoader, rss: dict[str, float] | None = None) -> tuple[fl
             except psutil.NoSuchProcess:  # done and gone: its last reading stands
                 pass
         reading += time.process_time() - r0
-    return time.process_time() - t0 - reading + sum(cpu.values()), samples
+    return time.process_time() - t0 - reading, sum(cpu.values()), samples
 
 
 def _stages(shards: Path, cfg: LoaderConfig) -> dict[str, float]:
-    """Each stage of the loader alone on the same rows, ms per sample (one process)."""
+    """Each stage of the loader alone on the same rows, ms per sample (one process, each stage's code and data
+    warm: in the loader they run colder, which the caller counts in the rest)."""
     stream = ShardStream(shards, cfg)
     rows = [r.data for r in stream.shuffled_rows(0, 0, 1) if r.data is not None]
     n = len(rows)
@@ -242,9 +243,10 @@ def _runs(sets: dict[int, Path], n: int, reps: int) -> dict[str, list[float]]:
             for w in (0, 2):
                 runs.setdefault(f"floor_{w}", []).append(_floor(n_set, w, pool))
                 for k in (k1, k4):
-                    seconds, samples = _epoch(loaders[w, k])
+                    main, workers, samples = _epoch(loaders[w, k])
                     assert samples == n * k // k1, (samples, n, k)
-                    runs.setdefault(f"loader_{w}_{k}", []).append(seconds)
+                    runs.setdefault(f"loader_{w}_{k}", []).append(main + workers)
+                    runs.setdefault(f"main_{w}_{k}", []).append(main)
     return runs
 
 
@@ -257,7 +259,9 @@ def _figures(runs: dict[str, list[float]], w: int, n: int, k: tuple[int, int]) -
     small, big = runs[f"loader_{w}_{k[0]}"], runs[f"loader_{w}_{k[1]}"]
     n4 = n * k[1] // k[0]
     marginal = [(b - s) / (n4 - n) for s, b in zip(small, big)]
+    main = [(b - s) / (n4 - n) for s, b in zip(runs[f"main_{w}_{k[0]}"], runs[f"main_{w}_{k[1]}"])]
     return {
+        "main_process_ms_per_sample": round(1e3 * med(main), 3),
         "floor_ms_per_sample": round(1e3 * med(floor), 3),
         "loader_ms_per_sample": round(1e3 * med(marginal), 3),
         "loader_samples_per_s_per_core": round(1 / med(marginal), 1),
@@ -295,7 +299,12 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     }
     for w in (0, 2):
         result[f"workers_{w}"] = _figures(runs, w, n, copies)
-    result["stages_ms_per_sample"] = _stages(sets[copies[0]], cfg)
+    stages = _stages(sets[copies[0]], cfg)
+    stages["the rest: batching, the DataLoader, colder caches (0 workers' loader less the stages above)"] = round(
+        result["workers_0"]["loader_ms_per_sample"] - sum(stages.values()), 4)
+    stages["handing batches over with 2 workers (their loader less 0 workers')"] = round(
+        result["workers_2"]["loader_ms_per_sample"] - result["workers_0"]["loader_ms_per_sample"], 4)
+    result["stages_ms_per_sample"] = stages
     memory = {f"workers_{w}": {str(k * n // copies[0]): _peak_rss(s, w) for k, s in sets.items()} for w in (0, 2)}
     growth = max(big[part] / small[part] - 1 for small, big in (tuple(m.values()) for m in memory.values())
                  for part in small)
