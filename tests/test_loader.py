@@ -351,6 +351,92 @@ def test_batches_equal_the_dataloader_batching_the_samples(shards: Path, workers
     assert len(reference) == len(loader)
 
 
+def _sample_before(row: dict, cfg: LoaderConfig, epoch: int) -> dict:
+    """One sample as the loader made it before batches were decoded in place: each image decoded into a new
+    array, all four mask levels computed and one taken, the latent max-pool of that level."""
+    from imprint.augment.mask_levels import draw_level, mask_levels
+    from imprint.shards.loader import decode_mask, decode_rgb, latent_mask, sample_rng
+
+    level = draw_level(sample_rng(cfg.seed, epoch, row["seed"], row["pair_id"]), cfg.levels)
+    mask = mask_levels(decode_mask(row["mask"], cfg.target_size), cfg.levels)[level]
+    return {"object": torch.from_numpy(decode_rgb(row["object"], cfg.object_size)),
+            "target": torch.from_numpy(decode_rgb(row["target"], cfg.target_size)),
+            "mask": torch.from_numpy(mask[None].astype(np.uint8)),
+            "mask_latent": torch.from_numpy(latent_mask(mask, cfg.latent_factor)[None].astype(np.uint8)),
+            "level": torch.tensor(level, dtype=torch.int64), "pair_id": row["pair_id"], "source": row["source"]}
+
+
+def _batches_before(shards: Path, cfg: LoaderConfig, epoch: int) -> list[dict]:
+    """An epoch as it was batched before: each worker's rows cut into batches, each batch stacked from its samples
+    (``default_collate``), the workers' batches taken round-robin (an exhausted worker passed over)."""
+    from torch.utils.data import default_collate
+
+    stream, n, size = ShardStream(shards, cfg), max(1, cfg.num_workers), cfg.batch_size
+    per_worker = []
+    for w in range(n):
+        rows = [r.data for r in stream.shuffled_rows(epoch, w, n)]
+        cuts = [rows[i:i + size] for i in range(0, len(rows), size)]
+        per_worker.append([c for c in cuts if len(c) == size or not cfg.drop_last])
+    return [default_collate([_sample_before(r, cfg, epoch) for r in cuts[i]])
+            for i in range(max(map(len, per_worker))) for cuts in per_worker if i < len(cuts)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("sizes", [(OBJ, TGT), (24, 48)])  # as stored; both shrunk (the resize path)
+def test_batches_are_bit_identical_to_before(shards: Path, workers: int, sizes: tuple[int, int]) -> None:
+    """Every value of every batch (images, all four mask levels, latent masks, levels, ids, order) equals what
+    per-sample decoding and stacking gave, over epochs, with and without the last short batch."""
+    levels = MaskLevelConfig(probs=(0.25, 0.25, 0.25, 0.25))
+    for drop_last in (True, False):
+        cfg = small_cfg(num_workers=workers, drop_last=drop_last, object_size=sizes[0], target_size=sizes[1],
+                        levels=levels)
+        loader = ShardLoader(shards, cfg)
+        for epoch in (0, 1):
+            loader.set_epoch(epoch)
+            got, want = epoch_batches(loader), _batches_before(shards, cfg, epoch)
+            assert_same_batches(got, want)
+            assert len(got) == len(want) == len(loader) and [b["source"] for b in got] == [b["source"] for b in want]
+            assert {int(v) for b in got for v in b["level"]} == {0, 1, 2, 3}
+
+
+def _shared_maps() -> set[str]:
+    """The shared-memory files this process has mapped (torch's, unlinked as soon as made)."""
+    with open("/proc/self/maps") as f:
+        return {line.split(None, 5)[5].strip() for line in f if "/dev/shm/" in line}
+
+
+def test_worker_slots_shared_memory_is_released(shards: Path) -> None:
+    """The workers' shared slots (and any buffer a worker sent when no slot was free) are unlinked from
+    /dev/shm as soon as made, and unmapped once the loader and its batches are gone; no pipe is left open."""
+    import gc
+    import os
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    cfg = small_cfg(num_workers=2, batch_size=2, drop_last=False)
+    epoch_batches(ShardLoader(shards, cfg))  # the fork server (kept for the session) is started
+    gc.collect()
+    before, open_before = _shared_maps(), fds()
+    loader = ShardLoader(shards, cfg)
+    held = epoch_batches(loader)  # kept: the workers run out of free slots and send new buffers too
+    loader.set_epoch(1)
+    epoch_batches(loader)
+    made = _shared_maps() - before
+    assert len(made) > 2 * 4  # the 4 slots of each worker, and more
+    assert all(name.endswith("(deleted)") for name in made)  # no file left in /dev/shm, even if killed
+    assert not any(os.path.exists(name.split()[0]) for name in made)
+    kept = held[-1]
+    copy = {k: v.clone() for k, v in kept.items() if isinstance(v, torch.Tensor)}
+    del loader, held
+    gc.collect()
+    assert 0 < len(_shared_maps() - before) < len(made)  # only what the kept batch still refers to
+    assert all(torch.equal(kept[k], v) for k, v in copy.items())
+    del kept
+    gc.collect()
+    assert _shared_maps() <= before and fds() == open_before
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_held_batches_keep_their_values_while_buffers_are_reused(shards: Path, workers: int) -> None:
     """Buffers are reused once nothing refers to them: a batch the trainer keeps is never overwritten, and
