@@ -59,7 +59,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level_into
 from imprint.geometry import object_pixels, target_pixels
 from imprint.io import MANIFEST, ManifestError, read_manifest, row_group_offsets
-from imprint.shards.batches import BatchLayout, Batches, BufferPool, SampleBatch, WorkerSlots, as_is, batch_of
+from imprint.shards.batches import (BatchLayout, Batches, BufferPool, SampleBatch, WorkerSlots, as_is, batch_of,
+                                    keep_freed_memory)
 from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into
 
 __all__ = [
@@ -464,8 +465,10 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 
 
 def _worker_init(_worker_id: int) -> None:
-    """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
+    """DataLoader workers: one OpenCV thread each (the workers are the parallelism); freed memory kept for
+    reuse (:func:`imprint.shards.batches.keep_freed_memory`)."""
     cv2.setNumThreads(1)
+    keep_freed_memory()
 
 
 def _batches(count: int, batch_size: int, drop_last: bool) -> int:

@@ -482,6 +482,61 @@ def test_decode_into_a_slot_equals_decoding_alone(tmp_path: Path) -> None:
             assert np.array_equal(out, decode_rgb(buf.getvalue(), size)), (fmt, size)
 
 
+def test_latent_mask_into_equals_the_maxpool() -> None:
+    """The box-limited pool (a word per cell row for factors 2, 4, 8; numpy reductions otherwise) equals
+    latent_mask of the whole mask, boxes on and off the cell grid, at the edges, and on a strided view."""
+    from imprint.shards.loader import latent_mask, latent_mask_into
+
+    rng = np.random.default_rng(5)
+    for factor in (1, 2, 3, 4, 8, 16):
+        for _ in range(40):
+            size = factor * int(rng.integers(1, 12))
+            mask = np.zeros((size, size), bool)
+            x0, x1 = sorted(rng.integers(0, size + 1, 2))
+            y0, y1 = sorted(rng.integers(0, size + 1, 2))
+            mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.choice([0.02, 0.5, 1.0])
+            box = mask_bbox(mask)
+            for m in (mask, np.zeros((size, 2 * size), bool)[:, ::2]):  # the second: not contiguous
+                m[...] = mask
+                out = np.zeros((size // factor, size // factor), bool)
+                latent_mask_into(m, box, factor, out)
+                assert np.array_equal(out, latent_mask(mask, factor)), (factor, box)
+
+
+_HEAP_PROBE = """
+import ctypes, sys
+from imprint.shards.batches import keep_freed_memory
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+libc.malloc.argtypes, libc.free.argtypes = [ctypes.c_size_t], [ctypes.c_void_p]
+took = keep_freed_memory() if sys.argv[1] == "1" else None
+before = libc.mallinfo2().hblks
+block = libc.malloc(8 << 20)
+print(took, libc.mallinfo2().hblks - before)
+libc.free(block)
+"""
+
+
+def test_workers_keep_freed_memory_on_the_heap() -> None:
+    """In a worker, an 8 MiB block (a decoded image, a row's bytes) comes from the heap, which keeps it once
+    freed, instead of a fresh mapping of the system's each time (glibc; elsewhere nothing is changed)."""
+    import platform
+    import subprocess
+    import sys
+
+    from imprint.shards.batches import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        assert keep_freed_memory() is False
+        return
+    runs = [subprocess.run([sys.executable, "-c", _HEAP_PROBE, flag], check=True, capture_output=True, text=True)
+            for flag in ("0", "1")]
+    assert [r.stdout.split() for r in runs] == [["None", "1"], ["True", "0"]]
+
+
 def test_resume_state_checks_layout(shards: Path) -> None:
     loader = ShardLoader(shards, small_cfg())
     with pytest.raises(ValueError, match="num_workers=2 \\(now 0\\)"):
