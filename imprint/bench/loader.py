@@ -10,7 +10,8 @@ wall time: other work on the machine slows both sides' wall clocks unevenly, and
 what says how many cores keep a GPU fed. Each measure is repeated; ratios are taken within a repetition and
 their median reported.
 
-Also: a per-stage breakdown (ms per sample, each stage timed alone on the same rows), peak memory of a fresh
+Also: a per-stage breakdown (ms per sample, each stage timed alone on the same rows in every repetition; the rest
+of the loader and what workers add, within each repetition), peak memory of a fresh
 process running an epoch over N and 4N pairs (main process and workers), and how many cores keep one GPU of
 the ``stage2-sd21`` config fed at an assumed step time (no GPU here: the assumption and its source are stated).
 """
@@ -189,7 +190,7 @@ def _stages(shards: Path, cfg: LoaderConfig) -> dict[str, float]:
         else:
             for i in range(n):
                 stage(i)
-        out[name] = round(1e3 * (time.process_time() - t0) / n, 4)
+        out[name] = 1e3 * (time.process_time() - t0) / n
     return out
 
 
@@ -230,7 +231,7 @@ def _gpu_feed(per_core: float) -> dict[str, Any]:
 
 def _runs(sets: dict[int, Path], n: int, reps: int) -> dict[str, list[float]]:
     """Interleaved CPU seconds: per repetition and worker count, the floor over the N set, then loader
-    epochs over the N and the 4N set."""
+    epochs over the N and the 4N set; then each stage alone (ms per sample, ``stage:NAME``)."""
     (k1, n_set), (k4, big) = sorted(sets.items())
     loaders = {(w, k): ShardLoader(s, LoaderConfig(batch_size=8, num_workers=w, drop_last=False))
                for w in (0, 2) for k, s in ((k1, n_set), (k4, big))}
@@ -247,7 +248,15 @@ def _runs(sets: dict[int, Path], n: int, reps: int) -> dict[str, list[float]]:
                     assert samples == n * k // k1, (samples, n, k)
                     runs.setdefault(f"loader_{w}_{k}", []).append(main + workers)
                     runs.setdefault(f"main_{w}_{k}", []).append(main)
+            for name, ms in _stages(n_set, LoaderConfig(batch_size=8)).items():
+                runs.setdefault(f"stage:{name}", []).append(ms)
     return runs
+
+
+def _marginal(runs: dict[str, list[float]], key: str, n: int, k: tuple[int, int]) -> list[float]:
+    """Per repetition, seconds per sample between the N and the 4N epoch of ``key`` (``loader_W`` or ``main_W``)."""
+    n4 = n * k[1] // k[0]
+    return [(b - s) / (n4 - n) for s, b in zip(runs[f"{key}_{k[0]}"], runs[f"{key}_{k[1]}"])]
 
 
 def _figures(runs: dict[str, list[float]], w: int, n: int, k: tuple[int, int]) -> dict[str, Any]:
@@ -258,12 +267,12 @@ def _figures(runs: dict[str, list[float]], w: int, n: int, k: tuple[int, int]) -
     floor = [f / n for f in runs[f"floor_{w}"]]
     small, big = runs[f"loader_{w}_{k[0]}"], runs[f"loader_{w}_{k[1]}"]
     n4 = n * k[1] // k[0]
-    marginal = [(b - s) / (n4 - n) for s, b in zip(small, big)]
-    main = [(b - s) / (n4 - n) for s, b in zip(runs[f"main_{w}_{k[0]}"], runs[f"main_{w}_{k[1]}"])]
+    marginal, main = _marginal(runs, f"loader_{w}", n, k), _marginal(runs, f"main_{w}", n, k)
     return {
         "main_process_ms_per_sample": round(1e3 * med(main), 3),
         "floor_ms_per_sample": round(1e3 * med(floor), 3),
         "loader_ms_per_sample": round(1e3 * med(marginal), 3),
+        "excess_ms_per_sample": round(1e3 * med([m - f for m, f in zip(marginal, floor)]), 3),
         "loader_samples_per_s_per_core": round(1 / med(marginal), 1),
         "ratio_to_floor": round(med([m / f for m, f in zip(marginal, floor)]), 3),
         "ratios": [round(m / f, 3) for m, f in zip(marginal, floor)],
@@ -271,6 +280,21 @@ def _figures(runs: dict[str, list[float]], w: int, n: int, k: tuple[int, int]) -
         "epoch_ratio_to_floor": {str(n): round(med([s / (n * f) for s, f in zip(small, floor)]), 3),
                                  str(n4): round(med([b / (n4 * f) for b, f in zip(big, floor)]), 3)},
     }
+
+
+def _breakdown(runs: dict[str, list[float]], n: int, k: tuple[int, int]) -> dict[str, float]:
+    """Medians over the repetitions of each stage alone, of the rest of the 0-worker loader (its marginal
+    cost less the stages, within each repetition) and of what 2 workers add (their marginal less 0 workers')."""
+    med = statistics.median
+    names = [key.split(":", 1)[1] for key in runs if key.startswith("stage:")]
+    loader_0, loader_2 = (_marginal(runs, f"loader_{w}", n, k) for w in (0, 2))
+    out = {name: round(med(runs[f"stage:{name}"]), 4) for name in names}
+    rest = [1e3 * m - sum(runs[f"stage:{name}"][r] for name in names) for r, m in enumerate(loader_0)]
+    out["the rest: batching, the DataLoader, colder caches (0 workers' loader less the stages above)"] = round(
+        med(rest), 4)
+    out["handing batches over with 2 workers (their loader less 0 workers')"] = round(
+        1e3 * med([b - a for a, b in zip(loader_0, loader_2)]), 4)
+    return out
 
 
 def measure(work: Path, quick: bool) -> dict[str, Any]:
@@ -300,12 +324,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     }
     for w in (0, 2):
         result[f"workers_{w}"] = _figures(runs, w, n, copies)
-    stages = _stages(sets[copies[0]], cfg)
-    stages["the rest: batching, the DataLoader, colder caches (0 workers' loader less the stages above)"] = round(
-        result["workers_0"]["loader_ms_per_sample"] - sum(stages.values()), 4)
-    stages["handing batches over with 2 workers (their loader less 0 workers')"] = round(
-        result["workers_2"]["loader_ms_per_sample"] - result["workers_0"]["loader_ms_per_sample"], 4)
-    result["stages_ms_per_sample"] = stages
+    result["stages_ms_per_sample"] = _breakdown(runs, n, copies)
     memory = {f"workers_{w}": {str(k * n // copies[0]): _peak_rss(s, w) for k, s in sets.items()} for w in (0, 2)}
     growth = max(big[part] / small[part] - 1 for small, big in (tuple(m.values()) for m in memory.values())
                  for part in small)
