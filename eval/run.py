@@ -16,6 +16,7 @@ from imprint.errors import UsageError
 from imprint.eval import metrics as M
 from imprint.eval.pipeline import CompositeInputError, CompositeOptions, CompositingPipeline
 from imprint.eval.testsets import Example, EvalSetError, load_test_set
+from imprint.storage import local_dir, location
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,11 @@ DESCRIPTION = ("Composite a test set with each model at every mask level and sco
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", required=True, metavar="[NAME=]DIR",
                    help="a stage-2 export (RUN/final); repeat to compare checkpoints or ablations")
-    p.add_argument("--test", type=Path, required=True,
-                   help="DATA/shards/stage2-holdout (held-out pairs) or a DreamBooth-style folder "
-                        "(subjects/<name>/*.png RGBA, backgrounds/<id>_GT.png + <id>_mask.png)")
-    p.add_argument("--out", type=Path, required=True, help="the report folder (reports/NAME)")
+    p.add_argument("--test", type=location, required=True,
+                   help="DATA/shards/stage2-holdout (held-out pairs; a folder or s3:// / gs:// URI) or a "
+                        "DreamBooth-style folder (subjects/<name>/*.png RGBA, backgrounds/<id>_GT.png + "
+                        "<id>_mask.png)")
+    p.add_argument("--out", type=local_dir, required=True, help="the report folder (reports/NAME; a filesystem)")
     p.add_argument("--n", type=int, default=32, help="test cases (each composited at every level)")
     p.add_argument("--levels", default="0,1,2,3", help="mask levels to composite at (0 = box ... 3 = fine)")
     p.add_argument("--steps", type=int, default=50)

@@ -17,6 +17,7 @@ from imprint.errors import UsageError
 from imprint.geometry import binarize
 from imprint.io import MANIFEST, ManifestError, read_manifest, read_shard_rows
 from imprint.masks import decode_mask_png
+from imprint.storage import Location, Where
 
 
 @dataclass
@@ -39,7 +40,7 @@ def _fill_mask(rgb: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
     return np.abs(rgb.astype(int) - np.asarray(fill)).sum(axis=2) > 12
 
 
-def from_shards(shard_dir: Path, n: int) -> list[Example]:
+def from_shards(shard_dir: Where, n: int) -> list[Example]:
     """The first ``n`` pairs of held-out shards: the object as built, the target as background (its object
     region is what the model regenerates) and as the real image."""
     try:
@@ -88,8 +89,12 @@ def from_dreambooth(folder: Path, n: int) -> list[Example]:
     return out
 
 
-def load_test_set(path: Path, n: int) -> list[Example]:
-    path = Path(path)
-    if (path / MANIFEST).is_file():
-        return from_shards(path, n)
-    return from_dreambooth(path, n)
+def load_test_set(path: Where, n: int) -> list[Example]:
+    """Held-out shards (a folder with ``manifest.json``: a path or a URI), else a DreamBooth-style folder."""
+    loc = Location.of(path)
+    if (loc / MANIFEST).is_file():
+        return from_shards(loc, n)
+    if not loc.is_local:
+        raise EvalSetError(f"{loc} has no {MANIFEST}: in object storage, --test takes held-out shards "
+                           f"(imprint pairs --holdout); a DreamBooth-style folder must be a local path")
+    return from_dreambooth(loc.local_path(), n)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import traceback
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from imprint.errors import ImprintError
 from imprint.ingest.config import IngestConfig
 from imprint.masks import encode_packed_png, pack_mask, packed_bbox
 from imprint.media import probe_image
-from imprint.records import ObjectRecord, frame_sort_key
+from imprint.quality.scores import RecordScores, read_grey, reduction_for, record_scores
+from imprint.records import ObjectRecord, frame_number_of, frame_sort_key
 from imprint.stats import Drop, Stats
 
 
@@ -33,12 +35,16 @@ class Frame:
 
     ``expected`` lists the ``(instance_id, category)`` the annotation should hold
     (from meta files); None means "whatever instances the annotation holds".
+    ``number`` is the frame's number in its source's own unit (a video frame index at the
+    source's frame rate, a view of a capture, a photo of a group): the records' ``frame_number``.
+    :func:`sorted_frames` sets it from the name; None takes the frame's position in its group.
     """
 
     name: str
     image: str
     annotation: str | None
     expected: tuple[tuple[str, str | None], ...] | None = None
+    number: int | None = None
 
     @property
     def annotation_file(self) -> str:
@@ -81,12 +87,20 @@ class Source(ABC):
     def instances(self, frame: Frame, size: tuple[int, int], cfg: IngestConfig) -> InstanceMasks:
         """Decode ``frame``'s annotation into ``{instance_id: (bool mask HxW, category)}``.
 
-        ``size`` is the image's (width, height); raise :class:`Drop` for a bad annotation.
+        ``size`` is the image's (width, height) as displayed (its EXIF orientation applied, as every
+        later stage decodes it); raise :class:`Drop` for a bad annotation.
         """
+
+    def read_notes(self) -> dict[str, Any]:
+        """What the last :meth:`discover` read (folders, split lists, mask variants): ``report.json``'s
+        ``read``. A reader that chooses between places sets ``self._read`` in ``discover``."""
+        return dict(getattr(self, "_read", {}))
 
 
 def sorted_frames(frames: list[Frame]) -> tuple[Frame, ...]:
-    return tuple(sorted(frames, key=lambda f: frame_sort_key(f.name)))
+    """Frames in the order of the number in their names, each with that number (``Frame.number``)."""
+    numbered = [f if f.number is not None else replace(f, number=frame_number_of(f.name)) for f in frames]
+    return tuple(sorted(numbered, key=lambda f: frame_sort_key(f.name)))
 
 
 def _n_items(frame: Frame) -> int:
@@ -149,7 +163,7 @@ def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_
     found = source.instances(frame, (w, h), cfg)
     expected = frame.expected if frame.expected is not None else tuple(
         (iid, cat) for iid, (_, cat) in sorted(found.items(), key=lambda kv: frame_sort_key(kv[0])))
-    out: list[ObjectRecord] = []
+    kept = []
     for instance_id, category in expected:
         mask, found_category = found.get(instance_id, (None, None))
         category = category or found_category
@@ -164,14 +178,29 @@ def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_
         if reason is not None:
             stats.drop(reason)
             continue
-        out.append(ObjectRecord(
-            source=name, group_id=group.group_id, instance_id=instance_id,
-            frame_index=frame_index, frame_name=frame.name, image_uri=frame.image,
-            annotation_uri=frame.annotation, width=w, height=h,
-            mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
-            area_frac=area / float(w * h), category=category,
-            licence=group.licence or "", attribution=group.attribution))
-    return out
+        kept.append((instance_id, category, mask, packed, bbox, area))
+    scores = _quality_scores(frame, [(k[2], k[4]) for k in kept])
+    return [ObjectRecord(
+        source=name, group_id=group.group_id, instance_id=instance_id,
+        frame_index=frame_index, frame_name=frame.name,
+        frame_number=frame.number if frame.number is not None else frame_index, image_uri=frame.image,
+        annotation_uri=frame.annotation, width=w, height=h,
+        mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
+        area_frac=area / float(w * h), category=category,
+        licence=group.licence or "", attribution=group.attribution, **asdict(score))
+        for (instance_id, category, mask, packed, bbox, area), score in zip(kept, scores)]
+
+
+def _quality_scores(frame: Frame, objects: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[RecordScores]:
+    """The quality scores of a frame's objects ((mask, box) each), from one greyscale decode of the frame at
+    the largest reduction that leaves the smallest box at least ``WORK_SIDE`` pixels (imprint.quality.scores)."""
+    if not objects:
+        return []
+    reduction = reduction_for(min(max(b[2] - b[0], b[3] - b[1]) for _, b in objects))
+    grey = read_grey(frame.image, reduction)
+    if grey is None:
+        raise Drop("corrupt_image", f"{frame.image} cannot be decoded")
+    return [record_scores(grey, reduction, mask, box) for mask, box in objects]
 
 
 def _keep_multi_frame(candidates: list[ObjectRecord], cfg: IngestConfig, stats: Stats) -> list[ObjectRecord]:

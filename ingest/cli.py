@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from imprint.errors import ImprintError, UsageError
 from imprint.executor import add_executor_arguments
+from imprint.storage import Location, local_dir, location
 
 if TYPE_CHECKING:
     from imprint.ingest.config import IngestConfig
@@ -40,8 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         + "; omit it with --recipe")
     p.add_argument("--recipe", type=Path, default=None,
                    help="a data recipe (configs/data/*.yaml): ingest every source it lists, with its root")
-    p.add_argument("--root", type=Path, help="the extracted folder or the official archive (not for fetched sources)")
-    p.add_argument("--out", type=Path, required=True, help="the DATA folder; records go to DATA/records/SOURCE/")
+    p.add_argument("--root", type=local_dir, help="the extracted folder or the official archive (not for fetched sources)")
+    p.add_argument("--out", type=location, required=True,
+                   help="DATA: a folder, or object storage (s3://BUCKET/PATH, gs://BUCKET/PATH); records go to "
+                        "DATA/records/SOURCE/")
+    p.add_argument("--local-data", type=local_dir, default=None, metavar="DIR",
+                   help="a local or shared folder that holds raw/ (unpacked archives, downloads, renders, the "
+                        "generated sample) in place of DATA; needed for those when --out is object storage")
     p.add_argument("--limit", type=int, default=None,
                    help="only the first N groups (videos / captures) by id; for fetched sources, the first N items")
     add_executor_arguments(p)
@@ -59,36 +65,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 @dataclass(frozen=True)
 class _Job:
     source: SourceDef
-    request: Request
+    request: Request | None  # a materialised source's request (its DATA on a filesystem, for raw/)
     plan: IngestPlan | None  # None: materialised first, planned after
 
 
 def _jobs(args: argparse.Namespace, recipe: Recipe | None, cfg: IngestConfig) -> list[_Job]:
     """Every source to ingest, checked and (for sources read as they are) planned: no executor yet."""
-    from imprint.ingest.job import plan_ingest
+    from imprint.ingest.job import local_data, plan_ingest
     from imprint.ingest.sources import Request, bundles, get_source
 
     if recipe is None and args.source is None:
         raise UsageError("name a SOURCE or pass --recipe FILE")
     wanted = list(recipe.ingest.items()) if recipe else [(args.source, {"root": args.root})]
+    data = args.local_data if args.local_data is not None else args.out  # holds raw/: a filesystem
     roots: list[tuple[str, Path | None]] = []
     for name, spec in wanted:
-        root = Path(spec["root"]) if spec.get("root") is not None else None
-        request = Request(args.out, root, args.limit, args.seed, args)
+        root = Location(spec["root"]).local_path(f"the root of {name}") if spec.get("root") is not None else None
         bundle = bundles().get(name)
-        roots += list(bundle.make(request).items()) if bundle else [(name, root)]
+        if bundle:
+            request = Request(local_data(data, name, "the generated layouts are written"), root, args.limit,
+                              args.seed, args)
+            roots += list(bundle.make(request).items())
+        else:
+            roots.append((name, root))
     jobs = []
     for name, root in roots:
         defn = get_source(name)
-        request = Request(args.out, root, args.limit, args.seed, args)
         if defn.materialise is not None:
+            request = Request(local_data(data, name, "what it fetches or decodes is kept"), root, args.limit,
+                              args.seed, args)
             if defn.materialise.check is not None:
                 defn.materialise.check(request)
             jobs.append(_Job(defn, request, None))
         elif root is None:
             raise UsageError(f"--root is required for {name} (the extracted folder or archive)")
         else:
-            jobs.append(_Job(defn, request, plan_ingest(defn, root, args.out, cfg, limit=args.limit)))
+            jobs.append(_Job(defn, None, plan_ingest(defn, root, data, cfg, limit=args.limit)))
     return jobs
 
 
@@ -109,9 +121,9 @@ def run(args: argparse.Namespace) -> int:
             try:
                 plan = job.plan
                 if plan is None:
-                    assert job.source.materialise is not None
+                    assert job.source.materialise is not None and job.request is not None
                     root = job.source.materialise.run(job.request, executor)
-                    plan = plan_ingest(job.source, root, args.out, cfg, limit=args.limit)
+                    plan = plan_ingest(job.source, root, job.request.out, cfg, limit=args.limit)
                 run_plan(plan, args.out, executor, overwrite=args.overwrite)
             except ImprintError as exc:  # one source failing never stops the others
                 log.error("imprint ingest %s: %s", name, exc)

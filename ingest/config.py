@@ -30,9 +30,9 @@ class IngestConfig:
     verify: str = "header"  # header: header + end marker checks; full: decode every frame
     groups_per_part: int = 16
     png_level: int = 1  # zlib level of the stored mask PNGs
-    split: str = "train"  # ytvos / vipseg split folder or list (train, valid/val)
-    mask_threshold: int = 127  # soft masks (MVImgNet, PPR10K): object where value > threshold
-    ppr10k_images: str = "target_a"  # PPR10K photo folder: target_a|target_b|target_c|source
+    split: str = "train"  # ytvos split folder (train, valid); vipseg split list, ppr10k split (train, val, all)
+    mask_threshold: int = 127  # soft masks (MVImgNet, Objaverse alpha): object where value > threshold
+    ppr10k_images: str = "target_a"  # PPR10K photo folder: target_a|target_b|target_c|source (source_aug* in train/)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_area_frac < self.max_area_frac <= 1.0:

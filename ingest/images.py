@@ -31,7 +31,7 @@ from imprint.ingest.segment import (OBJECTS_FILE, Segment, SegmentConfig, load_s
                                     read_objects, write_objects)
 from imprint.ingest.sources import Option
 from imprint.io import write_text_atomic
-from imprint.media import DEFAULT_MAX_PIXELS, read_image, read_label_map
+from imprint.media import DEFAULT_MAX_PIXELS, mask_for_frame, read_image, read_label_map
 from imprint.stats import Drop
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -52,18 +52,23 @@ def write_jsonl_atomic(path: Path, entries: Sequence[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
 
 
-def read_mask(path: str, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_mask(path: str, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
+              image: str | None = None) -> np.ndarray:
     """A served mask as a boolean array of ``size`` (w, h): object where the value is over half its maximum.
 
-    Read like any annotation (:func:`imprint.media.read_label_map`: palette indices, the alpha of RGBA,
-    the first channel of RGB), resized nearest-neighbour when its size differs from the image's.
+    Read like any annotation (:func:`imprint.media.read_label_map`: palette indices, the alpha of RGBA or grey +
+    alpha, the first channel of RGB), resized nearest-neighbour when its size differs from the image's. With
+    ``image`` (its photo), placed on it as displayed (:func:`imprint.media.mask_for_frame`: turned with the
+    photo's EXIF orientation when made from its stored pixels; another aspect ratio is a ``size_mismatch``).
     """
     arr = read_label_map(path, max_pixels)
     if arr.dtype == bool:
         arr = arr.view(np.uint8)
     top = int(arr.max()) if arr.size else 0
-    mask = (arr > top / 2.0) if top > 0 else np.zeros(arr.shape, bool)
-    return resize_labels(mask.astype(np.uint8), size).astype(bool)
+    mask = ((arr > top / 2.0) if top > 0 else np.zeros(arr.shape, bool)).astype(np.uint8)
+    if image is not None:
+        return mask_for_frame(mask, size, image, path).astype(bool)
+    return resize_labels(mask, size).astype(bool)
 
 
 def _short_traceback(limit: int = 2000) -> str:
@@ -130,7 +135,7 @@ class ImageJob:
         drops: Counter[str] = Counter()
         if item.mask_dest is not None:
             try:
-                mask = read_mask(item.mask_dest, (w, h), self.max_image_pixels)
+                mask = read_mask(item.mask_dest, (w, h), self.max_image_pixels, image=item.dest)
             except Drop as drop:
                 st.status, st.error = "failed_decode", f"mask: {drop}"
                 Path(item.mask_dest).unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,11 @@ from imprint.ingest.config import IngestConfig
 from imprint.ingest.ledger import ledger_drops
 from imprint.ingest.sources import SourceDef, get_source
 from imprint.io import write_json_atomic, write_parquet_atomic
-from imprint.parts import JobConflict, is_done, marker_path, part_path, prepare_out_dir, read_marker, run_parts
+from imprint.parts import (JobConflict, marker_path, part_path, prepare_out_dir, read_markers, run_parts,
+                           unfinished)
 from imprint.records import RECORDS_SCHEMA_VERSION, records_to_table
 from imprint.stats import Stats
+from imprint.storage import Location, Where
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +52,16 @@ class PartTask:
     index: int
     groups: tuple[Group, ...]
     cfg: IngestConfig
-    out_dir: str
+    out_dir: str  # DATA/records/<source>: a path or a URI, written to by the task itself
 
     @property
     def name(self) -> str:
         return f"part-{self.index:05d}"
 
     def fingerprint(self) -> str:
-        groups = [(g.group_id, [(f.name, f.image, f.annotation, f.expected) for f in g.frames], g.licence,
+        groups = [(g.group_id, [(f.name, f.number, f.image, f.annotation, f.expected) for f in g.frames], g.licence,
                    g.attribution) for g in self.groups]
-        return fingerprint(self.source, config_dict(self.cfg), groups)
+        return fingerprint(self.source, RECORDS_SCHEMA_VERSION, config_dict(self.cfg), groups)
 
 
 def run_part(task: PartTask) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def run_part(task: PartTask) -> dict[str, Any]:
     records = []
     for group in task.groups:
         records.extend(process_group(task.reader, task.source, group, task.cfg, stats))
-    out = Path(task.out_dir)
+    out = Location(task.out_dir)
     write_parquet_atomic(records_to_table(records), part_path(out, task.name), row_group_size=ROW_GROUP_SIZE,
                          compression="zstd")
     marker = {"part": task.name, "fingerprint": task.fingerprint(), "rows": len(records),
@@ -80,12 +82,23 @@ def run_part(task: PartTask) -> dict[str, Any]:
     return marker
 
 
-def prepare_root(root: Path, raw_dir: Path) -> tuple[Path, dict[str, Any] | None]:
-    """A folder as is, or an official archive unpacked safely under ``raw_dir``."""
+def local_data(data: Where, source: str, why: str) -> Path:
+    """The DATA folder that holds ``raw/``, which must be a filesystem: an :class:`IngestError` saying what to
+    do when ``data`` is object storage (``why``: what ``source`` keeps under ``raw/``)."""
+    loc = Location.of(data)
+    if not loc.is_local:
+        raise IngestError(f"{source}: {why} under DATA/raw/, which must be a local or shared folder, but --out "
+                          f"{loc} is object storage: pass --local-data DIR (a filesystem folder for raw/)")
+    return loc.local_path()
+
+
+def prepare_root(root: Path, data: Where, source: str) -> tuple[Path, dict[str, Any] | None]:
+    """A folder as is, or an official archive unpacked safely under ``DATA/raw/<source>``."""
     root = Path(root)
     if root.is_dir():
         return root, None
     if is_archive(root):
+        raw_dir = local_data(data, source, f"the archive {root} is unpacked") / "raw" / source
         report = extract_archive(root, raw_dir / archive_stem(root))
         return Path(report.target), report.to_dict()
     if not root.exists():
@@ -104,6 +117,7 @@ class IngestPlan:
     groups: list[Group]
     cfg: IngestConfig
     reader: Source
+    read: dict[str, Any] = field(default_factory=dict)  # what the reader read (folders, split lists, variants)
 
 
 def source_config(source: SourceDef, cfg: IngestConfig) -> IngestConfig:
@@ -111,9 +125,11 @@ def source_config(source: SourceDef, cfg: IngestConfig) -> IngestConfig:
     return replace(cfg, **source.ingest) if source.ingest else cfg
 
 
-def plan_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfig, *,
+def plan_ingest(source: str | SourceDef, root: Path, out: Where, cfg: IngestConfig, *,
                 limit: int | None = None) -> IngestPlan:
-    """Unpack ``root`` if it is an archive, check its layout and list its groups (sorted, the first ``limit``).
+    """Unpack ``root`` if it is an archive (under ``out/raw/``: ``out`` is the DATA folder, or the
+    filesystem folder that holds raw/ when DATA is object storage), check its layout and list its groups
+    (sorted, the first ``limit``).
 
     Cheap next to the job: nothing is decoded. A wrong layout raises :class:`LayoutError` here.
     Every group carries its licence and attribution (its own, else the source's).
@@ -121,7 +137,7 @@ def plan_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfi
     defn = get_source(source) if isinstance(source, str) else source
     cfg = source_config(defn, cfg)
     reader = defn.reader()
-    root_dir, archive = prepare_root(Path(root), Path(out) / "raw" / defn.name)
+    root_dir, archive = prepare_root(Path(root), out, defn.name)
     if archive and archive["refused"]:
         log.warning("[ingest %s] refused %d archive member(s); see report.json", defn.name, len(archive["refused"]))
     groups = sorted(reader.discover(root_dir, cfg), key=lambda g: g.group_id)
@@ -129,33 +145,37 @@ def plan_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfi
         groups = groups[:limit]
     groups = [replace(g, licence=g.licence or defn.licence, attribution=g.attribution or defn.attribution)
               for g in groups]
-    return IngestPlan(defn, Path(root), root_dir, archive, groups, cfg, reader)
+    return IngestPlan(defn, Path(root), root_dir, archive, groups, cfg, reader, reader.read_notes())
 
 
-def make_tasks(plan: IngestPlan, out_dir: Path) -> list[PartTask]:
+def make_tasks(plan: IngestPlan, out_dir: Location) -> list[PartTask]:
     n = plan.cfg.groups_per_part
     return [PartTask(plan.source.name, plan.reader, i // n, tuple(plan.groups[i:i + n]), plan.cfg, str(out_dir))
             for i in range(0, len(plan.groups), n)]
 
 
-def run_ingest(source: str | SourceDef, root: Path, out: Path, cfg: IngestConfig, executor: Executor, *,
+def run_ingest(source: str | SourceDef, root: Path, out: Where, cfg: IngestConfig, executor: Executor, *,
                limit: int | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Ingest one source into ``out/records/<source>/``; returns the report (also written as report.json)."""
+    """Ingest one source into ``out/records/<source>/`` (a path or a URI); returns the report (also written as
+    report.json)."""
     return run_plan(plan_ingest(source, root, out, cfg, limit=limit), out, executor, overwrite=overwrite)
 
 
-def run_plan(plan: IngestPlan, out: Path, executor: Executor, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run a planned ingest job on ``executor``; returns the report (also written as report.json)."""
+def run_plan(plan: IngestPlan, out: Where, executor: Executor, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run a planned ingest job on ``executor``, writing ``out/records/<source>/`` (a path or a URI: each
+    task writes its own part there); returns the report (also written as report.json)."""
     t0 = time.perf_counter()
     name = plan.source.name
-    out_dir = Path(out) / "records" / name
+    out_dir = Location.of(out) / "records" / name
     try:
-        prepare_out_dir(out_dir, {"source": name, "config_fingerprint": fingerprint(config_dict(plan.cfg))},
-                        overwrite)
+        prepare_out_dir(out_dir, {"source": name, "schema": RECORDS_SCHEMA_VERSION,
+                                  "config_fingerprint": fingerprint(config_dict(plan.cfg))}, overwrite)
     except JobConflict as exc:
         raise IngestError(str(exc)) from None
     tasks = make_tasks(plan, out_dir)
-    todo = [t for t in tasks if not is_done(out_dir, t.name, t.fingerprint())]
+    todo = unfinished(out_dir, tasks)
+    if plan.read:
+        log.info("[ingest %s] read %s", name, "; ".join(f"{k}: {v}" for k, v in plan.read.items()))
     log.info("[ingest %s] %d groups in %d parts; %d already done, %d to run on the %s executor", name,
              len(plan.groups), len(tasks), len(tasks) - len(todo), len(todo), executor.name)
     ran = run_parts(executor, run_part, todo, f"ingest {name}", "frames", lambda m: m["frames"], log.info)
@@ -171,14 +191,15 @@ def run_plan(plan: IngestPlan, out: Path, executor: Executor, *, overwrite: bool
     return report
 
 
-def build_report(plan: IngestPlan, out_dir: Path, tasks: list[PartTask], executor: str, failed: dict[str, str],
+def build_report(plan: IngestPlan, out_dir: Location, tasks: list[PartTask], executor: str, failed: dict[str, str],
                  seconds: float) -> dict[str, Any]:
     """The job's report: the materialise step's failed items (one drop each) and every part's counts."""
     stats, materialise = ledger_drops(plan.root_dir)
     parts = []
     frames = 0
+    markers = read_markers(out_dir, [t.name for t in tasks if t.name not in failed])
     for task in tasks:
-        m = read_marker(out_dir, task.name)
+        m = markers.get(task.name)
         if task.name in failed or m is None:
             continue
         stats.merge(Stats.from_dict(m["stats"]))
@@ -186,8 +207,8 @@ def build_report(plan: IngestPlan, out_dir: Path, tasks: list[PartTask], executo
         parts.append({"part": m["part"], "rows": m["rows"], "groups": len(m["groups"])})
     return {
         "source": plan.source.name, "root": str(plan.root), "resolved_root": str(plan.root_dir),
-        "version": __version__, "schema": RECORDS_SCHEMA_VERSION,
-        "executor": executor, "groups": sum(len(t.groups) for t in tasks), "frames": frames,
+        "version": __version__, "schema": RECORDS_SCHEMA_VERSION, "frame_rate": plan.source.frame_rate,
+        "read": plan.read, "executor": executor, "groups": sum(len(t.groups) for t in tasks), "frames": frames,
         **stats.to_dict(),
         "failed_parts": [{"part": k, "error": v} for k, v in sorted(failed.items())],
         "parts": parts, "archive": plan.archive, "materialise": materialise, "seconds": round(seconds, 3),

@@ -77,8 +77,9 @@ Step = Callable[[Sequence[Any]], list[ItemStatus]]
 
 
 def write_status_part(status_dir: Path, index: int, statuses: Sequence[ItemStatus]) -> Path:
-    """Write one chunk's statuses to ``status_dir/part-NNNNN.parquet`` atomically."""
-    path = part_path(status_dir, f"part-{index:05d}")
+    """Write one chunk's statuses to ``status_dir/part-NNNNN.parquet`` atomically (a ledger lives under
+    DATA/raw: a filesystem)."""
+    path = part_path(status_dir, f"part-{index:05d}").local_path("a status ledger (under DATA/raw)")
     rows = sorted((s.to_row() for s in statuses), key=lambda r: str(r["item_id"]))
     write_parquet_atomic(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), path)
     return path

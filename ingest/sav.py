@@ -6,20 +6,24 @@ videos, ``sav_NNNNNN_auto.json``): 24 fps video, masklets annotated on every 4th
 (``annot_sample_rate=4``), each mask a COCO compressed RLE ``{"size": [H, W],
 "counts": str}``. Reading it lazily would leave records pointing inside an mp4, while
 every later stage reads frames as image files; so :func:`prepare_sav` decodes each
-annotated frame once (``decord``) and writes, one folder per video::
+video once, front to back (:class:`~imprint.ingest.video.SequentialVideo`: frame *k* is the *k*-th
+frame of the stream, as the owners' ``sav_utils.decode_video`` reads it, never a seek), and writes the
+annotated frames, one folder per video::
 
     DATA/raw/sav/
       videos/<video>/frames/<00000>.jpg          annotated frames, named by their 24 fps index
       videos/<video>/masks/<masklet>/<00000>.png  one 1-bit PNG per masklet per frame it is visible in
       videos/<video>/video.json                   sizes, masklets, settings
-      settings.json                               the SAVConfig the videos were decoded with
+      settings.json                               the SAVConfig (and decoder) the videos were decoded with
+      alignment.json                              ``--check-alignment N``: frames compared with a fresh decode
       status/                                     the status ledger (imprint.ingest.ledger): one row per video
       report.json                                 videos by status (ok, corrupt_video, ...), failures
       archives/<sav_XXX>/                         official tars given as --root, unpacked safely
 
 A video folder appears whole or not at all (:func:`imprint.io.atomic_dir`); a video is an
 item of the ledger, so a rerun skips finished ones (and failed ones unless
-``--retry-failed``), and other settings decode every video again. Masklet ids are the position in the manual
+``--retry-failed``), and other settings (or another decoder) decode every video again. Masklet ids are the
+position in the manual
 json (``000``, ``001``…); auto masklets (``include_auto``) are ``auto000``… Frames in
 which no kept masklet is visible and empty masks are not written.
 
@@ -27,7 +31,12 @@ which no kept masklet is visible and empty masks are not written.
 ``sav_val`` / ``sav_test`` layout (``JPEGImages_24fps/<video>/<00000>.jpg`` +
 ``Annotations_6fps/<video>/<obj>/<00000>.png``): group = video, instance = masklet,
 records as for YouTube-VOS. A record's ``annotation_uri`` is the folder holding its
-frame's per-masklet PNGs (SA-V masks overlap, so there is no single label map).
+frame's per-masklet PNGs (SA-V masks overlap, so there is no single label map). Frame names are the
+index in the 24 fps video: the records' ``frame_number`` (frames where no kept masklet is visible are not
+written, so positions skip absences; frame numbers keep the time).
+
+:func:`check_alignment` (``imprint ingest sav --check-alignment N``) compares N random written frames
+with a sequential decode of their mp4 and reports every mismatch (``alignment.json``).
 
 The RLE codec is pure numpy (column-major runs, first run zeros; LEB128-like 6-bit
 characters with deltas from the run two back), the same as ``pycocotools.mask``.
@@ -50,14 +59,15 @@ import numpy as np
 
 from imprint import __version__
 from imprint.archive import archive_stem, extract_archive, is_archive
-from imprint.errors import UsageError
+from imprint.errors import ImprintError, UsageError
 from imprint.executor import Executor
 from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
 from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.download import ItemStatus
 from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
-from imprint.ingest.sources import Materialise, Request, SourceDef
+from imprint.ingest.sources import Materialise, Option, Request, SourceDef
+from imprint.ingest.video import FrameCheck, SequentialVideo, check_frames
 from imprint.io import atomic_dir, is_temporary_dir, remove_stale_dirs, write_json_atomic
 from imprint.masks import encode_mask_png
 from imprint.media import read_label_map
@@ -69,6 +79,11 @@ log = logging.getLogger(__name__)
 LICENCE = "SA-V: videos and annotations CC BY 4.0"
 VIDEO_SUFFIX = ".mp4"
 SETTINGS = "settings.json"
+ALIGNMENT = "alignment.json"
+FRAME_RATE = 24.0
+#: how frames are decoded, pinned with the settings: videos decoded otherwise (decord's seeks, before
+#: imprint read them front to back) are decoded again
+DECODER = "opencv-sequential"
 
 # ---------------------------------------------------------------------------------------------- RLE
 
@@ -129,20 +144,17 @@ def runs_to_mask(h: int, w: int, cnts: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class SAVConfig:
     """How SA-V is materialised: ``annot_sample_rate`` (every 4th frame of 24 fps), manual masklets and
-    optionally the auto ones, JPEG quality of the frames, frames decoded per batch."""
+    optionally the auto ones, JPEG quality of the frames."""
 
     annot_sample_rate: int = 4
     include_auto: bool = False
     jpeg_quality: int = 95
-    batch_frames: int = 8
 
     def __post_init__(self) -> None:
         if self.annot_sample_rate < 1:
             raise ValueError("annot_sample_rate must be >= 1")
         if not 50 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be in 50..100")
-        if self.batch_frames < 1:
-            raise ValueError("batch_frames must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -171,19 +183,6 @@ def _load_masklets(path: str, prefix: str) -> tuple[dict, list[tuple[str, list]]
         raise Drop("corrupt_annotation", f"{path}: {type(exc).__name__}: {exc}") from None
     ids = [f"{prefix}{j:03d}" for j in range(n_obj)]
     return data, [(ids[j], [row[j] if j < len(row) else None for row in masklet]) for j in range(n_obj)]
-
-
-def _open_video(mp4: str) -> Any:
-    if not Path(mp4).is_file():
-        raise Drop("missing_file", f"{mp4} does not exist")
-    if Path(mp4).stat().st_size == 0:
-        raise Drop("empty_file", f"{mp4} is 0 bytes")
-    try:
-        import decord
-
-        return decord.VideoReader(mp4, ctx=decord.cpu(0), num_threads=1)
-    except Exception as exc:  # noqa: BLE001 - decord raises its own DECORDError (and RuntimeError)
-        raise Drop("corrupt_video", f"{mp4} cannot be opened: {type(exc).__name__}: {str(exc)[:500]}") from None
 
 
 @dataclass(frozen=True)
@@ -225,17 +224,52 @@ def _decode_video(task: VideoItem, cfg: SAVConfig, tmp: Path) -> dict[str, Any]:
         _, auto = _load_masklets(task.auto, "auto")
         masklets += auto
     n_annot = max((len(m) for _, m in masklets), default=0)
-    vr = _open_video(task.url)
-    try:
-        n_video = len(vr)
-        if n_video == 0:
-            raise ValueError("the video has no frames")
-        h, w = vr[0].shape[:2]
-    except Exception as exc:  # noqa: BLE001 - a broken stream fails on the first decode
-        raise Drop("corrupt_video", f"{task.url}: {type(exc).__name__}: {str(exc)[:500]}") from None
-    # parse and check every RLE first (cheap, no mask is built) so that a bad annotation fails before any
-    # frame is decoded; masks are built frame by frame as they are written (a video's masks at once would
-    # take gigabytes)
+    with SequentialVideo(task.url) as video:
+        w, h = video.size
+        masks, empty = _parse_masks(task, masklets, w, h)
+        rate = cfg.annot_sample_rate
+        n_video = video.container_frames
+        wanted = sorted(t for t in masks if not n_video or t * rate < n_video)
+        frames_dir = tmp / "frames"
+        frames_dir.mkdir(parents=True)
+        written_frames = written_masks = 0
+        for k, bgr in video.frames(t * rate for t in wanted):  # front to back: frame k is the k-th of the stream
+            name = f"{k:05d}"
+            ok, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+            if not ok:
+                raise RuntimeError(f"cv2 could not encode frame {name} of {task.item_id}")
+            (frames_dir / f"{name}.jpg").write_bytes(jpg.tobytes())
+            written_frames += 1
+            for masklet_id, runs in masks[k // rate]:
+                mdir = tmp / "masks" / masklet_id
+                mdir.mkdir(parents=True, exist_ok=True)
+                (mdir / f"{name}.png").write_bytes(encode_mask_png(runs_to_mask(h, w, runs)))
+                written_masks += 1
+        decoded = video.decoded
+    beyond = len(masks) - written_frames
+    info = {
+        "video_id": task.item_id, "mp4": task.url, "manual": task.manual, "auto": task.auto,
+        "width": w, "height": h, "video_frames": n_video or decoded, "decoded_frames": decoded,
+        "decoder": DECODER, "frame_rate": FRAME_RATE, "annotated_frames": n_annot,
+        "annot_sample_rate": rate, "frames_written": written_frames,
+        "frames_beyond_video": beyond, "masks_written": written_masks, "empty_masks": empty,
+        "masklets": {mid: {"type": "auto" if mid.startswith("auto") else "manual"} for mid, _ in masklets},
+        "video_environment": meta.get("video_environment"), "licence": LICENCE,
+        "config": asdict(cfg), "imprint_version": __version__,
+    }
+    write_json_atomic(tmp / "video.json", info)  # last: the folder is complete
+    return {"objects": len(masklets), "frames": written_frames, "masks": written_masks, "empty_masks": empty,
+            "frames_beyond_video": beyond}
+
+
+def _parse_masks(task: VideoItem, masklets: list[tuple[str, list]], w: int, h: int,
+                 ) -> tuple[dict[int, list[tuple[str, np.ndarray]]], int]:
+    """``{annotated frame t: [(masklet id, run lengths)]}`` of the non-empty masks, and how many were empty.
+
+    Every RLE is parsed and checked first (cheap, no mask is built) so that a bad annotation fails before any
+    frame is decoded; masks are built frame by frame as they are written (a video's masks at once would take
+    gigabytes).
+    """
     masks: dict[int, list[tuple[str, np.ndarray]]] = {}
     empty = 0
     for masklet_id, rles in masklets:
@@ -252,42 +286,7 @@ def _decode_video(task: VideoItem, cfg: SAVConfig, tmp: Path) -> dict[str, Any]:
                 empty += 1
                 continue
             masks.setdefault(t, []).append((masklet_id, runs))
-    wanted = sorted(t for t in masks if t * cfg.annot_sample_rate < n_video)
-    beyond = len(masks) - len(wanted)
-    frames_dir = tmp / "frames"
-    frames_dir.mkdir(parents=True)
-    written_masks = 0
-    for i in range(0, len(wanted), cfg.batch_frames):
-        ts = wanted[i:i + cfg.batch_frames]
-        try:
-            batch = vr.get_batch([t * cfg.annot_sample_rate for t in ts]).asnumpy()
-        except Exception as exc:  # noqa: BLE001 - a stream broken in the middle
-            raise Drop("corrupt_video", f"{task.url}: frames {ts[0] * cfg.annot_sample_rate}..: "
-                                        f"{type(exc).__name__}: {str(exc)[:500]}") from None
-        for t, rgb in zip(ts, batch):
-            name = f"{t * cfg.annot_sample_rate:05d}"
-            ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
-            if not ok:
-                raise RuntimeError(f"cv2 could not encode frame {name} of {task.item_id}")
-            (frames_dir / f"{name}.jpg").write_bytes(jpg.tobytes())
-            for masklet_id, runs in masks[t]:
-                mdir = tmp / "masks" / masklet_id
-                mdir.mkdir(parents=True, exist_ok=True)
-                (mdir / f"{name}.png").write_bytes(encode_mask_png(runs_to_mask(h, w, runs)))
-                written_masks += 1
-    info = {
-        "video_id": task.item_id, "mp4": task.url, "manual": task.manual, "auto": task.auto,
-        "width": w, "height": h, "video_frames": n_video, "annotated_frames": n_annot,
-        "annot_sample_rate": cfg.annot_sample_rate, "frames_written": len(wanted),
-        "frames_beyond_video": beyond, "masks_written": written_masks, "empty_masks": empty,
-        "masklets": {mid: {"type": "auto" if mid.startswith("auto") else "manual"} for mid, _ in masklets},
-        "video_environment": meta.get("video_environment"), "licence": LICENCE,
-        "config": asdict(cfg), "imprint_version": __version__,
-    }
-    write_json_atomic(tmp / "video.json", info)  # last: the folder is complete
-    return {"objects": len(masklets), "frames": len(wanted), "masks": written_masks, "empty_masks": empty,
-            "frames_beyond_video": beyond}
+    return masks, empty
 
 
 # ---------------------------------------------------------------------------------------------- the job
@@ -321,9 +320,10 @@ def _check_root(root: Path) -> None:
 
 
 def _pin_settings(raw: Path, cfg: SAVConfig) -> None:
-    """Decode with ``cfg``: a ledger made with other settings is dropped, so every video is decoded again."""
+    """Decode with ``cfg`` (and :data:`DECODER`): a ledger made with other settings or another decoder is
+    dropped, so every video is decoded again."""
     path = raw / SETTINGS
-    want = asdict(cfg)
+    want = {**asdict(cfg), "decoder": DECODER}
     try:
         have = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -373,6 +373,73 @@ def prepare_sav(root: Path, out: Path, executor: Executor | None = None, limit: 
     report = run_items(items, raw, SAVJob(cfg), executor, chunk, retry_failed=retry_failed, label="sav", info=info,
                        started=t0)
     log.info("[sav] %d videos: %s; report: %s", len(items), report["counts"], raw / "report.json")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------- alignment
+
+
+class AlignmentError(ImprintError, RuntimeError):
+    """Decoded frames that are not the frames of the stream their masks were drawn on."""
+
+
+def check_alignment(raw: Path, n: int, executor: Executor | None = None, seed: int = 0) -> dict[str, Any]:
+    """Compare ``n`` random written frames of ``raw/videos/`` with a sequential decode of their mp4.
+
+    Each frame is compared with the decoded frames around it (``annot_sample_rate`` either side): it
+    matches when its own frame is the closest (:mod:`imprint.ingest.video`). Writes and returns
+    ``raw/alignment.json``: ``checked``, ``mismatched``, ``mismatches`` (video, frame, the offset that
+    matches best, the errors), ``unchecked`` (videos whose mp4 could not be decoded).
+    """
+    from imprint.executor import LocalExecutor
+
+    if n < 1:
+        raise UsageError("--check-alignment needs a number of frames >= 1")
+    listed: list[tuple[str, int, str, int]] = []  # (mp4, frame, jpg, window)
+    for video in sorted(p for p in (Path(raw) / "videos").glob("*/video.json") if not is_temporary_dir(p.parent)):
+        info = json.loads(video.read_text())
+        listed += [(str(info["mp4"]), int(jpg.stem), str(jpg), int(info.get("annot_sample_rate", 4)))
+                   for jpg in sorted((video.parent / "frames").glob("*.jpg"))]
+    if not listed:
+        raise LayoutError(f"{raw} holds no decoded SA-V video with its mp4 (videos/<video>/video.json): "
+                          f"--check-alignment compares frames decoded from mp4s (not the official val/test JPEGs)")
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(listed), size=min(n, len(listed)), replace=False).tolist())
+    by_video: dict[str, list[tuple[int, str]]] = {}
+    window = 1
+    for i in picked:
+        mp4, frame, jpg, rate = listed[i]
+        by_video.setdefault(mp4, []).append((frame, jpg))
+        window = max(window, rate)
+    checks = [FrameCheck(mp4, tuple(frames), window) for mp4, frames in by_video.items()]
+    results = [o.result if o.ok and o.result is not None else {"video": checks[o.index].video, "error": o.error,
+                                                               "frames": []}
+               for o in (executor or LocalExecutor()).run(check_frames, checks)]
+    verdicts = [v for r in results for v in r["frames"]]
+    mismatches = [{"video": r["video"], **v} for r in results for v in r["frames"] if not v["ok"]]
+    unchecked = [{"video": r["video"], "error": r["error"]} for r in results if r["error"]]
+    report = {"checked": len(verdicts), "asked": n, "available": len(listed), "seed": seed, "decoder": DECODER,
+              "mismatched": len(mismatches), "mismatches": mismatches, "unchecked": unchecked}
+    write_json_atomic(Path(raw) / ALIGNMENT, report)
+    log.info("[sav] alignment: %d of %d frames checked against a sequential decode match; %d mismatched, %d "
+             "video(s) unchecked; report: %s", len(verdicts) - len(mismatches), len(verdicts), len(mismatches),
+             len(unchecked), Path(raw) / ALIGNMENT)
+    return report
+
+
+def _checked(raw: Path, request: Request, executor: Executor) -> Path:
+    """``raw``, after ``--check-alignment N`` found every frame it compared aligned (else an error)."""
+    n = request.option("check_alignment")
+    if not n:
+        return raw
+    report = check_alignment(raw, int(n), executor, request.seed)
+    bad = report["mismatched"] + len(report["unchecked"])
+    if bad:
+        first = (report["mismatches"] or report["unchecked"])[0]
+        raise AlignmentError(f"{report['mismatched']} of {report['checked']} frames do not match a sequential "
+                             f"decode of their video and {len(report['unchecked'])} video(s) could not be "
+                             f"checked (first: {first}); see {Path(raw) / ALIGNMENT}. Delete those videos' folders "
+                             f"under {Path(raw) / 'videos'} to decode them again")
     return raw
 
 
@@ -455,14 +522,20 @@ def _check(request: Request) -> None:
 def _materialise(request: Request, executor: Executor) -> Path:
     root = _root(request)
     if (root / "videos").is_dir() or _official_dir(root) is not None:
-        return root  # already frames and masks: read as is
-    return prepare_sav(root, request.out, executor, request.limit, retry_failed=bool(request.option("retry_failed")))
+        return _checked(root, request, executor)  # already frames and masks: read as is
+    raw = prepare_sav(root, request.out, executor, request.limit, retry_failed=bool(request.option("retry_failed")))
+    return _checked(raw, request, executor)
+
+
+CHECK_ALIGNMENT = Option(("--check-alignment",), "after decoding, compare N random frames with a sequential decode "
+                         "of their mp4 (DATA/raw/sav/alignment.json); a mismatch stops the job", type=int,
+                         dest="check_alignment")
 
 
 SOURCE = SourceDef(
-    name="sav", kind="video", reader=SAVSource,
+    name="sav", kind="video", reader=SAVSource, frame_rate=FRAME_RATE,  # frame names index the 24 fps video
     licence=LICENCE,
     attribution="SA-V (Ravi et al., SAM 2, 2024), https://ai.meta.com/datasets/segment-anything-video/",
     layout="`sav_train/sav_XXX/sav_NNNNNN.mp4` + `sav_NNNNNN_manual.json` (or the `sav_XXX.tar` archives), decoded "
            "to `DATA/raw/sav/videos/<video>/`; or the official `sav_val` / `sav_test` folders, read as is",
-    materialise=Materialise(run=_materialise, check=_check, options=(RETRY_FAILED,)))
+    materialise=Materialise(run=_materialise, check=_check, options=(RETRY_FAILED, CHECK_ALIGNMENT)))

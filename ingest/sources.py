@@ -121,8 +121,11 @@ class SourceDef:
     - ``limit_groups``: whether ``--limit`` caps the groups ingest reads (False: the materialise step
       applies ``--limit`` itself, to what it fetches).
     - ``materialise``: for a source fetched or decoded before it is read, that step.
-    - ``frame_rate``: frames per second that ``frame_name`` numbers count, where the source is a video
-      with a known rate (None otherwise).
+    - ``frame_rate``: frames per second that the records' ``frame_number`` counts (the number in
+      ``frame_name``), where the source is a video with a documented rate: YouTube-VOS 30 (annotated every
+      5th frame), SA-V 24 (every 4th). None otherwise (views of a capture, photos of a group, a rate its owners
+      do not give): frame numbers then order frames but measure no time. Stage-2 time gaps
+      (``imprint pairs``, ``min_gap_s`` / ``max_gap_s``) need it.
     """
 
     name: str
@@ -143,6 +146,8 @@ class SourceDef:
             raise ValueError(f"source {self.name}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not self.licence:
             raise ValueError(f"source {self.name}: a licence is required (what the data may be used for)")
+        if self.frame_rate is not None and not self.frame_rate > 0:
+            raise ValueError(f"source {self.name}: frame_rate must be > 0 frames per second (or None)")
         object.__setattr__(self, "ingest", MappingProxyType(dict(self.ingest)))
 
     @property
@@ -235,9 +240,11 @@ def shared_options() -> dict[tuple[str, ...], tuple[Option, list[str]]]:
 
 def markdown_table() -> str:
     """``docs/sources.md``'s table, from the registry (a test keeps the file equal to it)."""
-    lines = ["| source | kind | stage | downloaded | licence | attribution | layout |", "|---|---|---|---|---|---|---|"]
+    lines = ["| source | kind | stage | downloaded | frame rate | licence | attribution | layout |",
+             "|---|---|---|---|---|---|---|---|"]
     for d in sources().values():
-        cells = [f"`{d.name}`", d.kind, str(d.stage), "yes" if d.downloaded else "no", d.licence, d.attribution,
-                 d.layout]
+        rate = f"{d.frame_rate:g} fps" if d.frame_rate else "none"
+        cells = [f"`{d.name}`", d.kind, str(d.stage), "yes" if d.downloaded else "no", rate, d.licence,
+                 d.attribution, d.layout]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -6,11 +6,18 @@ Layout: ``VIPSeg_720P/images/<video>/<8 digits>.jpg``,
 Raw values: 0 void; ``< 125`` a stuff label (1-based); ``>= 300`` a thing,
 ``label * 100 + k``. Only *thing* instances become objects; stuff (wall, sky),
 void and out-of-range values (the released masks hold 200) never do.
+
+The split (``split``, default ``train``) comes from the owners' lists: ``VIPSeg/<split>.txt``
+beside ``VIPSeg_720P/`` (the archive's own lists, where ``change2_720p.py`` and ``splitjson.py`` read
+them), ``VIPSeg_720P/<split>.txt`` (where the README's picture puts them), or
+``VIPSeg_720P/panoptic_gt_VIPSeg_<split>.json`` (``splitjson.py``'s output). Without any of them the
+job stops and says so: every video (validation too) only with ``split=all``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +27,8 @@ from imprint.ingest.config import IngestConfig
 from imprint.ingest.sources import SourceDef
 from imprint.media import read_label_map
 from imprint.stats import Drop
+
+log = logging.getLogger(__name__)
 
 THING_MIN, THING_MAX = 300, 12499
 CATEGORY_FILES = ("panoVIPSeg_categories.json", "panoptic_gt_VIPSeg.json", "panoptic_gt_VIPSeg_train.json")
@@ -53,6 +62,27 @@ def load_categories(vip_root: Path) -> dict[int, tuple[str, bool]]:
                       f"it tells things (objects) from stuff (wall, sky)")
 
 
+def split_videos(vip: Path, split: str) -> tuple[list[str], str]:
+    """The videos of ``split`` from the owners' lists, and which file said so (see the module's doc)."""
+    beside, inside = vip.parent / f"{split}.txt", vip / f"{split}.txt"
+    for txt in (beside, inside):
+        if txt.is_file():
+            return list(dict.fromkeys(v.strip() for v in txt.read_text().splitlines() if v.strip())), str(txt)
+    js = vip / f"panoptic_gt_VIPSeg_{split}.json"
+    if js.is_file():
+        try:
+            data = json.loads(js.read_text())
+            entries = data.get("videos") or data.get("annotations") or []
+            return list(dict.fromkeys(str(e["video_id"]) for e in entries)), str(js)
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+            raise LayoutError(f"{js} is not VIPSeg's split json ({{'videos': [{{'video_id': ...}}]}}): "
+                              f"{type(exc).__name__}: {exc}") from None
+    raise LayoutError(
+        f"no VIPSeg split list for split={split!r}: expected {beside} (the archive's VIPSeg/{split}.txt, beside "
+        f"VIPSeg_720P/) or {js} (written by the owners' splitjson.py), or {inside}. Put the list there, "
+        f"choose another split (--set split=val), or take every video, validation too, with --set split=all")
+
+
 class VIPSeg(Source):
 
     def __init__(self) -> None:
@@ -61,15 +91,25 @@ class VIPSeg(Source):
     def discover(self, root: Path, cfg: IngestConfig) -> list[Group]:
         vip = _find_root(root)
         self._categories[str(vip)] = load_categories(vip)
-        split_file = vip / f"{cfg.split}.txt"
-        if cfg.split in ("", "all") or not split_file.is_file():
-            videos = sorted(d.name for d in (vip / "images").iterdir() if d.is_dir())
+        present = sorted(d.name for d in (vip / "images").iterdir() if d.is_dir())
+        if cfg.split == "all":
+            videos, listed_in = present, "every video in images/ (split=all)"
         else:
-            videos = [v.strip() for v in split_file.read_text().splitlines() if v.strip()]
+            videos, listed_in = split_videos(vip, cfg.split)
+        missing = [v for v in videos if not (vip / "images" / v).is_dir()]
+        if videos and len(missing) == len(videos):
+            raise LayoutError(f"{listed_in} lists {len(videos)} videos and none of them is in {vip / 'images'} "
+                              f"(e.g. {videos[0]}): is it VIPSeg's list, and the converted VIPSeg_720P beside it?")
+        if missing:
+            log.warning("[vipseg] %d videos of %s have no folder in %s (e.g. %s)", len(missing), listed_in,
+                        vip / "images", missing[0])
+        self._read = {"split": cfg.split, "videos_from": listed_in, "videos": len(videos) - len(missing),
+                      "listed_without_images": missing[:20], "listed_without_images_count": len(missing)}
         groups = []
         for video in videos:
-            img_dir = vip / "images" / video
-            images = sorted(img_dir.glob("*.jpg")) if img_dir.is_dir() else []
+            if video in missing:
+                continue
+            images = sorted((vip / "images" / video).glob("*.jpg"))
             frames = [Frame(name=p.stem, image=str(p), annotation=str(vip / "panomasks" / video / f"{p.stem}.png"))
                       for p in images]
             groups.append(Group(group_id=video, frames=sorted_frames(frames)))
@@ -101,4 +141,5 @@ SOURCE = SourceDef(
     licence="VIPSeg: released for non-commercial research purposes only",
     attribution="VIPSeg (Miao et al., CVPR 2022), https://github.com/VIPSeg-Dataset/VIPSeg-Dataset",
     layout="`VIPSeg_720P/images/<video>/<8 digits>.jpg`, `VIPSeg_720P/panomasks/<video>/*.png` (16-bit), "
-           "`panoVIPSeg_categories.json`; only thing instances")
+           "`panoVIPSeg_categories.json`; the split from `VIPSeg/<split>.txt` beside `VIPSeg_720P/` (or "
+           "`panoptic_gt_VIPSeg_<split>.json`; `--set split=all` for every video); only thing instances")

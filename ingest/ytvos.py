@@ -3,7 +3,8 @@
 Layout: ``<split>/meta.json``, ``<split>/JPEGImages/<video>/<00000>.jpg``,
 ``<split>/Annotations/<video>/<00000>.png`` (palette PNG, value = object id,
 0 = background). ``meta.json``: ``videos -> <video> -> objects -> <id> -> {category,
-frames}``; an object is expected exactly in the frames its entry lists.
+frames}``; an object is expected exactly in the frames its entry lists. Frame stems are indices into
+the 30 fps video (the annotated set holds every 5th): the records' ``frame_number``, at 30 fps.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class YouTubeVOS(Source):
 
 
 SOURCE = SourceDef(
-    name="ytvos", kind="video", reader=YouTubeVOS,
+    name="ytvos", kind="video", reader=YouTubeVOS, frame_rate=30.0,  # frame stems index the 30 fps video
     licence="YouTube-VOS: annotations CC BY 4.0; the videos are for non-commercial research purposes only",
     attribution="YouTube-VOS (Xu et al., 2018), https://youtube-vos.org",
     layout="`train/meta.json`, `train/JPEGImages/<video>/<00000>.jpg`, `train/Annotations/<video>/<00000>.png` "

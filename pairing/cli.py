@@ -5,23 +5,29 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from imprint.errors import UsageError
 from imprint.executor import add_executor_arguments
+from imprint.storage import location
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Build IMPRINT's training pairs from DATA/records into OUT/stage1/ and OUT/stage2/ (part-NNNNN.parquet, "
     "manifest.json, README.md dataset card, report.json). Stage 1: two views of one instance with "
-    "1 <= |i - j| <= window, backgrounds removed. Stage 2: an object cut from one frame (or the image itself) "
-    "and augmented P(T(.)), the target the other frame. Same records, config and seed give byte-identical "
-    "shards; rerunning resumes.")
+    "1 <= |n1 - n2| <= window in the capture's frame numbers, backgrounds removed. Stage 2: an object cut from one "
+    "frame (or the image itself) and augmented P(T(.)), the target another frame (min_gap_s..max_gap_s seconds "
+    "apart where the source has a frame rate). Quality filters (--filters) remove blurry records, "
+    "fragmented masks, near-duplicates, identity mismatches and static pairs, each counted in report.json and "
+    "listed in OUT/stageN/excluded/. Same records, config and seed give byte-identical shards; rerunning resumes.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--records", type=Path, required=True, help="DATA/records (from imprint ingest)")
-    p.add_argument("--out", type=Path, required=True, help="DATA/shards; stage N goes to OUT/stageN/")
+    p.add_argument("--records", type=location, required=True,
+                   help="DATA/records (from imprint ingest): a folder or s3:// / gs:// URI")
+    p.add_argument("--out", type=location, required=True,
+                   help="DATA/shards, a folder or s3:// / gs:// URI; stage N goes to OUT/stageN/")
     p.add_argument("--stage", type=int, choices=(1, 2), action="append", default=None,
                    help="which stage(s) to build (repeatable; default both)")
     p.add_argument("--sources", default=None,
@@ -29,11 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "paper stage (multi-view -> 1, video/images -> 2). Default: every source present")
     p.add_argument("--recipe", type=Path, default=None,
                    help="a data recipe (configs/data/*.yaml): sources, their stage, caps, weights, pair settings")
-    p.add_argument("--window", type=int, default=None, help="stage-1 view window (default 7)")
+    p.add_argument("--window", type=int, default=None,
+                   help="stage-1 view window in the capture's frame numbers (default 7, the paper's)")
     p.add_argument("--seed", type=int, default=None, help="sampling and augmentation seed (default 0)")
     p.add_argument("--resolution", type=int, default=None, help="target resolution in pixels (default 512)")
     p.add_argument("--holdout", type=float, default=None,
                    help="fraction of groups held out (by hash) into OUT/stageN-holdout/ for validation and eval")
+    p.add_argument("--filters", default=None, metavar="none|default|FILE",
+                   help="the quality filters: none (keep every pair; the scores are still measured), default (the "
+                        "measured defaults), or a YAML file of thresholds (keys of FiltersConfig, e.g. "
+                        "min_sharpness: 0.4). Default: the recipe's pairs.filters, else default")
     p.add_argument("--config", type=Path, default=None, help="YAML file of pair settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set pairs_per_instance=8 --set affine.rotate=[-10,10]")
@@ -51,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     flags = [f"{k}={v}" for k, v in (("window", args.window), ("seed", args.seed),
                                      ("resolution", args.resolution), ("holdout", args.holdout)) if v is not None]
     recipe = load_recipe(args.recipe) if args.recipe else None
-    cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=recipe.pairs if recipe else None)
-    present = sorted(p.name for p in args.records.iterdir() if p.is_dir()) if args.records.is_dir() else []
+    base = filters_choice(dict(recipe.pairs) if recipe else {}, args.filters)
+    cfg = load_config(PairsConfig, args.config, [*flags, *args.overrides], base=base)
+    present = [d.name for d in args.records.dirs()]
     try:
         if recipe is not None:
             specs = {n: (s.stage, s.pairs_per_instance or cfg.pairs_per_instance, s.weight)
@@ -83,6 +95,27 @@ def run(args: argparse.Namespace) -> int:
                     log.error("imprint pairs stage %d (%s): %s", stage, split, exc)
                     status = 1
     return status
+
+
+def filters_choice(base: dict[str, Any], choice: str | None) -> dict[str, Any]:
+    """The pair settings ``base`` with ``--filters`` applied: ``none`` turns every filter off, ``default`` drops
+    the recipe's filter settings, a FILE replaces them with its own (over the defaults)."""
+    from imprint.config import ConfigError, load_yaml
+
+    if choice is None:
+        return base
+    out = {k: v for k, v in base.items() if k != "filters"}
+    if choice == "none":
+        out["filters"] = {"enabled": []}
+    elif choice != "default":
+        path = Path(choice)
+        if not path.is_file():
+            raise UsageError(f"--filters takes none, default or a YAML file of thresholds; {choice} is not a file")
+        loaded = load_yaml(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--filters {choice} must hold a mapping of filter settings (e.g. min_sharpness: 0.4)")
+        out["filters"] = loaded
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

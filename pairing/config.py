@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from imprint.augment.affine import AffineConfig
 from imprint.augment.color import ColorConfig
 from imprint.ingest.sources import get_source
+from imprint.quality.filters import FiltersConfig
 
 IMAGE_FORMATS = ("jpeg", "png")
 
@@ -15,6 +16,12 @@ def source_kind(source: str) -> str:
     """How a source makes pairs (its definition's kind): ``multiview`` captures give stage-1 view pairs,
     ``video`` frames stage-2 frame pairs, ``image`` sources stage-2 self-pairs (PAPER.md, "Data")."""
     return get_source(source).kind
+
+
+def source_frame_rate(source: str) -> float | None:
+    """Frames per second that ``source``'s frame numbers count (its definition's), None where they count no
+    time (views of a capture, photos of a group, a rate its owners do not document)."""
+    return get_source(source).frame_rate
 
 
 def default_stage(source: str) -> int:
@@ -31,17 +38,21 @@ def _range(name: str, value: tuple[float, float], low: float) -> None:
 class PairsConfig:
     """Every knob of ``imprint pairs`` (``--config FILE``, ``--set key=value``, or a recipe's ``pairs:``).
 
-    Stage 1: two views of one instance with ``1 <= |i - j| <= window`` (``frame_index``),
-    backgrounds removed (``I ⊗ M``, filled with ``fill``), each cropped square around its box
-    (side = box side x a factor drawn from ``object_pad``). Stage 2: the object cut from one
-    frame (or from the target itself for image sources), augmented ``P(T(.))``; the target is
-    the other frame cropped square around the target box (side = box side x ``target_context``)
-    and resized to ``resolution``. ``pairs_per_instance`` caps the pairs drawn per instance.
+    Stage 1 (the view window): two views of one instance with ``1 <= |n1 - n2| <= window`` over the
+    capture's frame numbers (``frame_number``: MVImgNet's capture order, Objaverse's orbit; the paper's
+    ``|v1 - v2| <= 7``), backgrounds removed (``I ⊗ M``, filled with ``fill``), each cropped square around
+    its box (side = box side x a factor drawn from ``object_pad``). Stage 2 (a time gap): the object cut
+    from one frame and the target another frame of the instance, ``min_gap_s <= |n1 - n2| / frame rate <=
+    max_gap_s`` seconds (0 = no bound; a source without a frame rate has no time, so its frame pairs are
+    any two different frames), or for image sources the image itself; the object is augmented ``P(T(.))``,
+    the target cropped square around the target box (side = box side x ``target_context``) and resized to
+    ``resolution``. ``pairs_per_instance`` caps the pairs drawn per instance.
+    ``filters``: the quality filters and their thresholds (``imprint pairs --filters none|default|FILE``).
     """
 
     window: int = 7
-    min_gap: int = 1  # stage 2 video pairs: |i - j| in [min_gap, max_gap]
-    max_gap: int = 0  # 0: no upper bound
+    min_gap_s: float = 0.0  # stage 2 video pairs: seconds between the two frames, at least (0: any two frames)
+    max_gap_s: float = 0.0  # and at most (0: no upper bound)
     pairs_per_instance: int = 16
     seed: int = 0
     resolution: int = 512
@@ -60,12 +71,13 @@ class PairsConfig:
     holdout: float = 0.0  # fraction of groups (by hash of source and group) written to stageN-holdout/
     affine: AffineConfig = field(default_factory=AffineConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ValueError("window must be >= 1")
-        if self.min_gap < 1 or (self.max_gap and self.max_gap < self.min_gap):
-            raise ValueError("need 1 <= min_gap <= max_gap (max_gap 0 = unbounded)")
+        if self.min_gap_s < 0 or self.max_gap_s < 0 or (self.max_gap_s and self.max_gap_s < self.min_gap_s):
+            raise ValueError("need 0 <= min_gap_s <= max_gap_s seconds (max_gap_s 0 = unbounded)")
         if self.pairs_per_instance < 1:
             raise ValueError("pairs_per_instance must be >= 1")
         if self.resolution < 8 or self.object_resolution < 8:

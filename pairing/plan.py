@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from imprint.io import sha256_bytes
-from imprint.pairing.config import PairsConfig, source_kind
+from imprint.io import read_parquet, sha256_bytes
+from imprint.pairing.config import PairsConfig, source_frame_rate, source_kind
+from imprint.parts import finished_parts
+from imprint.storage import Location, Where
 
-PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name"]
+if TYPE_CHECKING:  # pragma: no cover
+    from imprint.pairing.quality import RecordGate
+
+PLAN_COLUMNS = ["group_id", "instance_id", "frame_index", "frame_name", "frame_number"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +30,7 @@ class PairSpec:
     pair_id: str
     stage: int
     source: str
-    records: str  # the records part both rows come from
+    records: str  # the records part both rows come from (a path or a URI)
     group_id: str
     instance_id: str
     src_row: int
@@ -44,20 +48,38 @@ def instance_rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, int(stable_hash(*key)[:16], 16)])
 
 
-def candidate_pairs(frames: list[int], kind: str, stage: int, cfg: PairsConfig) -> list[tuple[int, int]]:
-    """Ordered (src, tgt) positions in ``frames`` (frame_index values) that the rules allow.
+def candidate_pairs(numbers: list[int], kind: str, stage: int, cfg: PairsConfig,
+                    frame_rate: float | None = None) -> list[tuple[int, int]]:
+    """Ordered (src, tgt) positions in ``numbers`` (an instance's ``frame_number`` values, in frame order) that
+    the rules allow (:func:`pair_rule` says them in words).
 
-    stage 1: ``1 <= |i - j| <= window``; stage 2 videos: ``min_gap <= |i - j| <= max_gap``
-    (two different frames); stage 2 images: the self-pair.
+    stage 1, the view window: ``1 <= |n_a - n_b| <= window`` in the capture's frame numbers; stage 2 videos, a
+    time gap: two different frames with ``min_gap_s <= |n_a - n_b| / frame_rate <= max_gap_s`` (no bound
+    without a frame rate); stage 2 images: the self-pair.
     """
+    n = len(numbers)
     if kind == "image":
-        return [(a, a) for a in range(len(frames))]
+        return [(a, a) for a in range(n)]
     if stage == 1:
-        lo, hi = 1, cfg.window
-    else:
-        lo, hi = cfg.min_gap, (cfg.max_gap or 10**9)
-    return [(a, b) for a in range(len(frames)) for b in range(len(frames))
-            if a != b and lo <= abs(frames[a] - frames[b]) <= hi]
+        return [(a, b) for a in range(n) for b in range(n) if 1 <= abs(numbers[a] - numbers[b]) <= cfg.window]
+    lo, hi = (cfg.min_gap_s, cfg.max_gap_s or float("inf")) if frame_rate else (0.0, float("inf"))
+    rate = frame_rate or 1.0
+    return [(a, b) for a in range(n) for b in range(n)
+            if numbers[a] != numbers[b] and lo <= abs(numbers[a] - numbers[b]) / rate <= hi]
+
+
+def pair_rule(source: str, stage: int, cfg: PairsConfig) -> str:
+    """Which rule ``source``'s pairs follow in ``stage``, and over what (frame numbers, time), in words."""
+    kind, rate = source_kind(source), source_frame_rate(source)
+    if kind == "image":
+        return "self-pairs: each image is its own target"
+    if stage == 1:
+        return f"view window: 1 <= |n1 - n2| <= {cfg.window} in the capture's frame numbers"
+    if not rate:
+        bounded = " (min_gap_s / max_gap_s do not apply)" if cfg.min_gap_s or cfg.max_gap_s else ""
+        return f"any two different frames: no frame rate, so no time{bounded}"
+    hi = f"{cfg.max_gap_s:g} s" if cfg.max_gap_s else "unbounded"
+    return f"time gap: {cfg.min_gap_s:g} s <= |n1 - n2| / {rate:g} fps <= {hi}, two different frames"
 
 
 def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -67,17 +89,27 @@ def sample_pairs(cands: list[tuple[int, int]], cap: int, rng: np.random.Generato
     return [cands[i] for i in picked]
 
 
-def plan_part(part: Path, source: str, stage: int, cfg: PairsConfig, cap: int) -> Iterator[PairSpec]:
-    """The pairs of one records part (whole groups live in one part)."""
-    kind = source_kind(source)
-    table = pq.read_table(part, columns=PLAN_COLUMNS).to_pydict()
+def plan_part(part: Where, source: str, stage: int, cfg: PairsConfig, cap: int, split: str = "all",
+              gate: RecordGate | None = None) -> Iterator[PairSpec]:
+    """The pairs of one records part (whole groups live in one part), of the groups in ``split``.
+
+    ``gate``: the record filters; a record they remove makes no pair (they see each instance's records in
+    frame order, before any pair is drawn).
+    """
+    kind, rate = source_kind(source), source_frame_rate(source)
+    columns = PLAN_COLUMNS + (gate.columns(part) if gate is not None else [])
+    table = read_parquet(part, columns).to_pydict()
     instances: dict[tuple[str, str], list[int]] = {}
     for row, key in enumerate(zip(table["group_id"], table["instance_id"])):
         instances.setdefault(key, []).append(row)
     for (group, instance), rows in instances.items():
+        if not in_split(source, group, cfg.holdout, split):
+            continue
         rows.sort(key=lambda r: table["frame_index"][r])
-        frames = [table["frame_index"][r] for r in rows]
-        cands = candidate_pairs(frames, kind, stage, cfg)
+        if gate is not None:
+            rows = gate.instance(source, part, table, rows)
+        numbers = [table["frame_number"][r] for r in rows]
+        cands = candidate_pairs(numbers, kind, stage, cfg, rate)
         rng = instance_rng(cfg.seed, stage, source, group, instance)
         for a, b in sample_pairs(cands, cap, rng):
             src, tgt = rows[a], rows[b]
@@ -93,20 +125,25 @@ def in_holdout(source: str, group_id: str, fraction: float) -> bool:
     return fraction > 0 and int(stable_hash("holdout", source, group_id)[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def record_parts(records_dir: Path, source: str) -> list[Path]:
-    return sorted((Path(records_dir) / source).glob("part-*.parquet"))
+def in_split(source: str, group_id: str, fraction: float, split: str) -> bool:
+    """Whether the group belongs to ``split`` (``all``, ``train`` or ``holdout``)."""
+    return split == "all" or in_holdout(source, group_id, fraction) == (split == "holdout")
 
 
-def plan_pairs(records_dir: Path, sources: dict[str, int], stage: int, cfg: PairsConfig,
-               split: str = "all") -> Iterator[PairSpec]:
+def record_parts(records_dir: Where, source: str) -> list[Location]:
+    """The finished records parts of ``source`` (those with a marker: a part being written is not read)."""
+    return finished_parts(Location.of(records_dir) / source)
+
+
+def plan_pairs(records_dir: Where, sources: dict[str, int], stage: int, cfg: PairsConfig,
+               split: str = "all", gate: RecordGate | None = None) -> Iterator[PairSpec]:
     """Every pair of ``stage`` from ``sources`` ({source: pairs per instance}), in a fixed order.
 
-    ``split``: ``all``, or ``train`` / ``holdout`` by :func:`in_holdout` with ``cfg.holdout``.
+    ``split``: ``all``, or ``train`` / ``holdout`` by :func:`in_holdout` with ``cfg.holdout``. ``gate``: the
+    record filters (:func:`plan_part`).
     """
     if split not in ("all", "train", "holdout"):
         raise ValueError(f"split must be all, train or holdout, got {split!r}")
     for source in sorted(sources):
         for part in record_parts(records_dir, source):
-            for spec in plan_part(part, source, stage, cfg, sources[source]):
-                if split == "all" or in_holdout(source, spec.group_id, cfg.holdout) == (split == "holdout"):
-                    yield spec
+            yield from plan_part(part, source, stage, cfg, sources[source], split, gate)

@@ -39,6 +39,10 @@ Ranks: rank ``r`` of ``w`` reads shards ``r, r + w, ...`` of the manifest, so ra
 different numbers of rows and their epochs differ in length. A distributed trainer agrees
 on the steps of each epoch (the fewest batches any rank has, :meth:`ShardLoader.batches_in`)
 and stops every rank there.
+
+The shard folder may be a path or a URI (``s3://``, ``gs://``: :mod:`imprint.storage`); from a store each
+file's footer and then each row group's columns are fetched by ranged GETs as the stream reaches them, so
+no shard is downloaded whole before its first row is used.
 """
 
 from __future__ import annotations
@@ -48,7 +52,6 @@ import multiprocessing
 import zlib
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -58,10 +61,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level_into
 from imprint.geometry import object_pixels, target_pixels
-from imprint.io import MANIFEST, ManifestError, read_manifest, row_group_offsets
+from imprint.io import MANIFEST, ManifestError, open_parquet, read_manifest, row_group_offsets
 from imprint.shards.batches import (BatchLayout, Batches, BufferPool, SampleBatch, WorkerSlots, as_is, batch_of,
                                     keep_freed_memory)
 from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into
+from imprint.storage import Location, Where
 
 __all__ = [
     "MANIFEST",
@@ -178,23 +182,28 @@ def _batch_rows(batch: Any) -> list[dict[str, Any]]:
     return [dict(zip(_FULL_COLUMNS, vals)) for vals in zip(*(values[n] for n in _FULL_COLUMNS))]
 
 
+def _row_group_batches(pf: Any, groups: range, columns: list[str]) -> Iterator[Any]:
+    """Arrow batches of ``groups``, one row group at a time: each is fetched (one coalesced read of its
+    columns; from a store, one ranged GET or a few) only when the stream reaches it, never all up front."""
+    for g in groups:
+        yield from pf.iter_batches(batch_size=_READ_BATCH, row_groups=[g], columns=columns)
+
+
 class _RowReader:
     """Rows of a list of parquet files in order, row group by row group, from any position.
 
     ``position`` is ``(file, row)`` of the next row to read; ``light`` reads only ``source``.
     """
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(self, paths: Sequence[Where]) -> None:
         self.paths = list(paths)
         self.position = (0, 0)
 
     def rows(self, start: tuple[int, int], light: bool) -> Generator[_Row, None, None]:
-        import pyarrow.parquet as pq
-
         self.position = start
         for fi in range(start[0], len(self.paths)):
             first = start[1] if fi == start[0] else 0
-            with pq.ParquetFile(self.paths[fi]) as pf:
+            with open_parquet(self.paths[fi]) as pf:  # a store: ranged reads of the row groups' columns
                 md = pf.metadata
                 offsets = row_group_offsets(md)
                 g0 = int(np.searchsorted(offsets, first, side="right")) - 1
@@ -202,8 +211,7 @@ class _RowReader:
                     continue
                 index = int(offsets[g0])
                 columns = _LIGHT_COLUMNS if light else _FULL_COLUMNS
-                for batch in pf.iter_batches(batch_size=_READ_BATCH, row_groups=range(g0, md.num_row_groups),
-                                             columns=columns):
+                for batch in _row_group_batches(pf, range(g0, md.num_row_groups), columns):
                     sources = batch.column("source").to_pylist()
                     data = None if light else _batch_rows(batch)
                     for k, source in enumerate(sources):
@@ -215,14 +223,12 @@ class _RowReader:
 
     def fill(self, rows: Sequence[_Row]) -> None:
         """Read the columns of ``rows`` (references from a light read), one row group at a time."""
-        import pyarrow.parquet as pq
-
         by_file: dict[int, list[_Row]] = {}
         for row in rows:
             if row.data is None:
                 by_file.setdefault(row.file, []).append(row)
         for fi, todo in by_file.items():
-            with pq.ParquetFile(self.paths[fi]) as pf:
+            with open_parquet(self.paths[fi]) as pf:
                 offsets = row_group_offsets(pf.metadata)
                 by_group: dict[int, list[_Row]] = {}
                 for row in todo:
@@ -237,7 +243,7 @@ class _RowReader:
 # --- the dataset --------------------------------------------------------------------------------------
 
 
-def split_shards(shards: Sequence[dict], rank: int, world_size: int, where: str | Path) -> list[dict]:
+def split_shards(shards: Sequence[dict], rank: int, world_size: int, where: Where) -> list[dict]:
     """The shards rank ``rank`` of ``world_size`` reads: every ``world_size``-th, from its own index.
 
     Every rank raises the same ``ValueError`` (naming the first rank left without a shard) when there
@@ -260,10 +266,10 @@ class ShardStream(IterableDataset):
     (max-pool of ``mask``); ``level`` int64; ``pair_id`` and ``source`` strings.
     """
 
-    def __init__(self, shard_dir: str | Path, cfg: LoaderConfig | None = None, rank: int = 0,
+    def __init__(self, shard_dir: Where, cfg: LoaderConfig | None = None, rank: int = 0,
                  world_size: int = 1) -> None:
         super().__init__()
-        self.shard_dir = Path(shard_dir)
+        self.shard_dir = Location.of(shard_dir)  # a path or a URI (s3://, gs://)
         self.cfg = cfg or LoaderConfig()
         self.manifest = read_manifest(self.shard_dir)
         self.shards: list[dict] = split_shards(self.manifest["shards"], rank, world_size, self.shard_dir)
@@ -304,7 +310,7 @@ class ShardStream(IterableDataset):
         """The shard indices logical worker ``worker`` of ``num_workers`` reads in ``epoch``, in order."""
         return self.epoch_shards(epoch)[worker::num_workers]
 
-    def _paths(self, shard_ids: Sequence[int]) -> list[Path]:
+    def _paths(self, shard_ids: Sequence[int]) -> list[Location]:
         return [self.shard_dir / self.shards[i]["file"] for i in shard_ids]
 
     def _rngs(self, epoch: int, worker: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -502,7 +508,7 @@ class ShardLoader:
     and leaves the rest of the longer ranks' epochs unread.
     """
 
-    def __init__(self, shard_dir: str | Path, cfg: LoaderConfig | None = None, rank: int = 0,
+    def __init__(self, shard_dir: Where, cfg: LoaderConfig | None = None, rank: int = 0,
                  world_size: int = 1) -> None:
         self.cfg = cfg or LoaderConfig()
         self.dataset = ShardStream(shard_dir, self.cfg, rank, world_size)

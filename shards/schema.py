@@ -1,4 +1,4 @@
-"""The pair-shard schema (``shards/2``): the hand-off from ``imprint pairs`` to the trainer.
+"""The pair-shard schema (``shards/3``): the hand-off from ``imprint pairs`` to the trainer.
 
 ``DATA/shards/stage{1,2}/part-NNNNN.parquet``; one row per training pair. Image
 columns are ``{bytes, path}`` structs and the schema carries the Hugging Face
@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SHARDS_SCHEMA_VERSION = "shards/2"
+SHARDS_SCHEMA_VERSION = "shards/3"
 
 # List children are named "element", as Parquet names them: a schema read back from a file equals this one.
 IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
@@ -48,6 +48,15 @@ AUG = pa.struct([
     pa.field("fill", pa.list_(pa.field("element", pa.int32()), 3)),  # background fill of removed backgrounds (I ⊗ M)
 ])
 
+# The pair's quality scores (imprint.quality): measured on its un-augmented crops, and those of its two
+# records from ingest. identity and change are null for a self-pair (an image source's object and target).
+QUALITY = pa.struct([
+    pa.field("identity", pa.float32()), pa.field("change", pa.float32()),
+    pa.field("src_sharpness", pa.float32()), pa.field("tgt_sharpness", pa.float32()),
+    pa.field("src_mask_components", pa.int32()), pa.field("tgt_mask_components", pa.int32()),
+    pa.field("src_mask_largest_share", pa.float32()), pa.field("tgt_mask_largest_share", pa.float32()),
+])
+
 SHARD_SCHEMA = pa.schema([
     pa.field("pair_id", pa.string(), nullable=False),
     pa.field("stage", pa.int8(), nullable=False),
@@ -65,6 +74,7 @@ SHARD_SCHEMA = pa.schema([
     pa.field("category", pa.string(), nullable=True),
     pa.field("licence", pa.string(), nullable=True),      # the pair's records' licence (never null when written)
     pa.field("attribution", pa.string(), nullable=True),  # who to credit (null where the source names no one)
+    pa.field("quality", QUALITY, nullable=True),
 ])
 
 IMAGE_COLUMNS = ("object", "target", "mask")

@@ -9,6 +9,10 @@ RGB, masks are single-channel (1-bit or 8-bit) at the target's size, ``bbox`` is
 box inside the target; ``stage`` matches the manifest and ``pair_id`` is unique. A folder
 holding ``stage1/`` and ``stage2/`` checks both. Parts are checked in parallel threads
 (hashing and PIL decoding release the GIL).
+
+The folder may be a path or a URI (``s3://``, ``gs://``): a part in a store is fetched once, hashed and
+read from memory. Only the manifest's parts and finished parts (with a marker in ``_parts/``) count: a
+``part-*.parquet`` without a marker (being written, or left by a killed writer) is ignored and mentioned.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
-from imprint.io import MANIFEST, ManifestError, read_manifest, sha256_file
+from imprint.io import MANIFEST, ManifestError, read_manifest, sha256_bytes, sha256_file
+from imprint.parts import PART_GLOB, finished_parts
 from imprint.shards.schema import IMAGE_COLUMNS, SHARD_SCHEMA
+from imprint.storage import Location, Where, location, storage_error
 
 __all__ = ["main", "schema_problems", "shard_dirs", "verify_shards"]
 
@@ -40,6 +46,7 @@ class _Tally:
     """What a check saw (for the OK line)."""
 
     shards: int = 0
+    unfinished: int = 0  # part files without a marker, ignored
     rows: int = 0
     images: int = 0
     sources: Counter = field(default_factory=Counter)
@@ -47,18 +54,19 @@ class _Tally:
 
     def add(self, other: _Tally) -> None:
         self.shards += other.shards
+        self.unfinished += other.unfinished
         self.rows += other.rows
         self.images += other.images
         self.sources.update(other.sources)
         self.pair_ids += other.pair_ids
 
 
-def shard_dirs(path: str | Path) -> list[Path]:
+def shard_dirs(path: Where) -> list[Location]:
     """The shard folders under ``path``: itself if it has a manifest (or no ``stage*`` folder), else its stages."""
-    path = Path(path)
+    path = Location.of(path)
     if (path / MANIFEST).is_file():
         return [path]
-    stages = sorted(p for p in path.glob("stage*") if p.is_dir())
+    stages = [d for d in path.dirs() if d.name.startswith("stage")]
     return stages or [path]
 
 
@@ -135,7 +143,16 @@ def _image_problems(row: dict) -> tuple[list[str], int]:
     return problems, decoded
 
 
-def _check_part(shard_dir: Path, entry: dict, stage: int | None) -> tuple[list[str], _Tally]:
+def _part_bytes(path: Location) -> tuple[Any, int, str]:
+    """What to open the part from, its size and its sha256: a local file in place; an object fetched once
+    (one download, hashed and read from memory)."""
+    if path.is_local:
+        return path.local_path(), path.size(), sha256_file(path)
+    data = path.read_bytes()
+    return pa.BufferReader(data), len(data), sha256_bytes(data)
+
+
+def _check_part(shard_dir: Location, entry: dict, stage: int | None) -> tuple[list[str], _Tally]:
     """All checks of one listed part; problems are prefixed with the part's path."""
     import pyarrow.parquet as pq
 
@@ -146,17 +163,21 @@ def _check_part(shard_dir: Path, entry: dict, stage: int | None) -> tuple[list[s
     def problem(text: str) -> None:
         problems.append(f"{path}: {text}")
 
-    if not path.is_file():
+    try:
+        source, size, digest = _part_bytes(path)
+    except FileNotFoundError:
         problem("listed in manifest.json but missing")
         return problems, tally
+    except OSError as exc:
+        problem(str(storage_error(path, "read", exc)))
+        return problems, tally
     tally.shards = 1
-    size = path.stat().st_size
     if "bytes" in entry and size != entry["bytes"]:
         problem(f"is {size} bytes, the manifest says {entry['bytes']}")
-    if "sha256" in entry and sha256_file(path) != entry["sha256"]:
+    if "sha256" in entry and digest != entry["sha256"]:
         problem(f"sha256 differs from the manifest's ({entry['sha256'][:12]}...)")
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(source)
     except Exception as exc:  # noqa: BLE001
         problem(f"is not a readable Parquet file ({exc})")
         return problems, tally
@@ -194,7 +215,7 @@ def _check_part(shard_dir: Path, entry: dict, stage: int | None) -> tuple[list[s
     return problems, tally
 
 
-def _verify_dir(shard_dir: Path, workers: int) -> tuple[list[str], _Tally]:
+def _verify_dir(shard_dir: Location, workers: int) -> tuple[list[str], _Tally]:
     """All checks of one shard folder."""
     tally = _Tally()
     try:
@@ -207,9 +228,12 @@ def _verify_dir(shard_dir: Path, workers: int) -> tuple[list[str], _Tally]:
     for name, count in Counter(names).items():
         if count > 1:
             problems.append(f"{shard_dir / MANIFEST}: lists {name} {count} times")
-    for path in sorted(shard_dir.glob("part-*.parquet")):
+    finished = finished_parts(shard_dir)
+    for path in finished:
         if path.name not in names:
             problems.append(f"{path}: not listed in manifest.json")
+    done = {p.name for p in finished}
+    tally.unfinished = sum(p.name not in names and p.name not in done for p in shard_dir.glob(PART_GLOB))
     listed_rows = sum(e["rows"] for e in entries)
     if manifest.get("rows") != listed_rows:
         problems.append(f"{shard_dir / MANIFEST}: rows is {manifest.get('rows')}, its shards sum to {listed_rows}")
@@ -233,7 +257,7 @@ def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def verify_shards(shard_dir: str | Path, workers: int | None = None) -> tuple[list[str], list[str]]:
+def verify_shards(shard_dir: Where, workers: int | None = None) -> tuple[list[str], list[str]]:
     """``(problems, summaries)`` of the shards in ``shard_dir`` (a stage folder, or one holding ``stage*/``): every
     problem found (none = fine) and one line per shard folder (shards, rows by source, images checked)."""
     problems: list[str] = []
@@ -242,7 +266,8 @@ def verify_shards(shard_dir: str | Path, workers: int | None = None) -> tuple[li
         found, tally = _verify_dir(d, workers or _default_workers())
         problems += found
         sources = ", ".join(f"{s} {n}" for s, n in sorted(tally.sources.items()))
-        summaries.append(f"{d}: {tally.shards} shards, {tally.rows} rows ({sources}), {tally.images} images")
+        ignored = f", {tally.unfinished} unfinished part(s) without a marker ignored" if tally.unfinished else ""
+        summaries.append(f"{d}: {tally.shards} shards, {tally.rows} rows ({sources}), {tally.images} images{ignored}")
     return problems, summaries
 
 
@@ -251,7 +276,8 @@ DESCRIPTION = ("Check pair shards against their manifest: hashes, sizes, row cou
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="a shard folder (with manifest.json) or a folder of stage*/")
+    parser.add_argument("path", type=location,
+                        help="a shard folder (with manifest.json) or a folder of stage*/: a path or s3:// / gs:// URI")
     parser.add_argument("--workers", type=int, default=None, help="parts checked in parallel (default: <= 8 CPUs)")
 
 

@@ -4,40 +4,42 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from imprint.io import sha256_file, write_parquet_atomic
+from imprint.io import read_parquet, write_parquet_atomic
+from imprint.quality.summary import card_lines
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
+from imprint.storage import Location, Where
 
 ATTRIBUTION = "ATTRIBUTION.md"
 CREDIT_COLUMNS = ["source", "group_id", "licence", "attribution"]
 
 
-def write_shard(rows: list[dict[str, Any]], path: Path, row_group_rows: int) -> dict[str, Any]:
-    """Write rows as one Parquet shard (temporary name, then rename). Returns its rows, bytes and sha256."""
+def write_shard(rows: list[dict[str, Any]], path: Where, row_group_rows: int) -> dict[str, Any]:
+    """Write rows as one Parquet shard, whole or not at all (a path or a URI). Returns its rows, bytes and
+    sha256."""
     table = pa.Table.from_pylist(rows, schema=SHARD_SCHEMA)
     # Images are already compressed (JPEG/PNG): only the small columns gain from zstd.
     compression = {name: ("none" if name in ("object", "target", "mask") else "zstd") for name in SHARD_SCHEMA.names}
-    write_parquet_atomic(table, path, row_group_size=row_group_rows, compression=compression,
-                         use_dictionary=["source", "group_id", "instance_id", "category", "licence", "attribution"],
-                         write_statistics=False)
-    return {"file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    written = write_parquet_atomic(table, path, row_group_size=row_group_rows, compression=compression,
+                                   use_dictionary=["source", "group_id", "instance_id", "category", "licence",
+                                                   "attribution"],
+                                   write_statistics=False)
+    return {"file": Location.of(path).name, "rows": table.num_rows, "bytes": written.size, "sha256": written.sha256}
 
 
 # (source, licence, attribution) -> {"pairs": n, "groups": [group ids]}
 Credits = dict[tuple[str, str, str], dict[str, Any]]
 
 
-def read_credits(paths: Iterable[Path]) -> Credits:
+def read_credits(paths: Iterable[Where]) -> Credits:
     """Who to credit for the pairs of these shards: pairs and groups per (source, licence, attribution)."""
     pairs: Counter[tuple[str, str, str]] = Counter()
     groups: dict[tuple[str, str, str], set[str]] = {}
     for path in paths:
-        cols = pq.read_table(path, columns=CREDIT_COLUMNS).to_pydict()
+        cols = read_parquet(path, CREDIT_COLUMNS).to_pydict()
         for source, group, licence, attribution in zip(*(cols[c] for c in CREDIT_COLUMNS)):
             key = (str(source), str(licence or "unknown"), str(attribution or ""))
             pairs[key] += 1
@@ -95,7 +97,8 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
     lines += [f"| **total** | **{manifest['rows']}** | |", "",
               f"{len(manifest['shards'])} shard(s). Pairs planned {report['seen']}, built {report['kept']}, "
               f"dropped {sum(report['dropped'].values())} ({dropped}).",
-              "", "## Licences", "", "| licence | pairs |", "|---|---|",
+              "", *card_lines(report.get("quality"), report["dropped"]),
+              "## Licences", "", "| licence | pairs |", "|---|---|",
               *(f"| {lic} | {n} |" for lic, n in manifest.get("licences", {}).items()), "",
               f"Every pair carries its item's `licence` and `attribution`; [`{ATTRIBUTION}`]({ATTRIBUTION}) lists "
               "every credit (each Objaverse object, each Pixabay image, each dataset), so a release can credit them.",
@@ -114,7 +117,9 @@ def dataset_card(manifest: dict[str, Any], report: dict[str, Any]) -> str:
               "| `aug` | struct | affine T and colour P parameters (null in stage 1), crop windows, fill |",
               "| `seed` | int64 | the run seed |", "| `category` | string | class name where known |",
               "| `licence` | string | the licence of the item the pair comes from |",
-              "| `attribution` | string | who to credit for that item, and where it comes from |", "",
+              "| `attribution` | string | who to credit for that item, and where it comes from |",
+              "| `quality` | struct | the pair's `identity` and `change` (on its un-augmented crops) and both "
+              "records' `sharpness`, `mask_components`, `mask_largest_share` |", "",
               "## Load", "", "```python", "import datasets",
               "ds = datasets.load_dataset(\"parquet\", data_files=\"part-*.parquet\", split=\"train\")",
               "ds[0][\"object\"]  # a PIL image", "", "import glob, pyarrow.parquet as pq",

@@ -35,8 +35,30 @@ def copy_root(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def s3_server():
+    """A local S3-compatible server (moto's, on 127.0.0.1 and a free port) for the whole session, reached
+    the standard way: ``AWS_ENDPOINT_URL`` and dummy credentials in the environment. Stopped at the end."""
+    import s3_fixture
+
+    server, stop = s3_fixture.start()
+    old = s3_fixture.set_env(s3_fixture.environment(server))
+    yield server
+    s3_fixture.restore_env(old)
+    stop()
+
+
+@pytest.fixture()
+def s3_bucket(s3_server) -> str:
+    """A fresh bucket of the session's S3 server, as ``s3://NAME``."""
+    return s3_server.bucket()
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_server):
     """One private local Ray shared by the Ray tests: 2 CPUs, no dashboard, logs in a short temp folder.
+
+    It starts after the S3 server, so its workers inherit ``AWS_ENDPOINT_URL`` and the credentials, as the
+    nodes of a real cluster have them from their environment.
 
     It declares one GPU that this machine does not have, so that the GPU requests of the executor are real
     Ray requests: a task that asks for it gets ``CUDA_VISIBLE_DEVICES`` from Ray, finds no device in torch
@@ -80,9 +102,11 @@ def sample_shards(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -
     from imprint.executor import LocalExecutor
     from imprint.pairing.config import PairsConfig
     from imprint.pairing.job import run_pairs
+    from imprint.quality.filters import NO_FILTERS
 
     out = tmp_path_factory.mktemp("shards")
-    cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=16, row_group_rows=8, pairs_per_instance=3)
+    cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=16, row_group_rows=8, pairs_per_instance=3,
+                      filters=NO_FILTERS)  # every pair the sample makes (tests/test_quality_* filter)
     run_pairs(sample_data / "records", out / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor())
     run_pairs(sample_data / "records", out / "stage2", 2, {"ytvos": 3, "vipseg": 3}, cfg, LocalExecutor())
     return out

@@ -53,3 +53,27 @@ def test_bench_render_quick_writes_its_result(tmp_path: Path, capsys: pytest.Cap
     assert result["views_per_s_per_core"] > 0 and result["render_only_ms_per_view"] > 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["views"] == 48 and "machine" not in printed
+
+
+def test_costs_turn_rates_into_core_hours_and_dollars(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from imprint.bench import costs
+
+    rates = {"ingest_frames": 500.0, "pairs_512px": 50.0, "loader_samples": 400.0, "render_views_256px": 100.0}
+    cluster = {"cpu_rates": {k: {"per_cpu_second": v} for k, v in rates.items()},
+               "scaling": {"pairs": {"efficiency": 0.5}}, "object_storage": {"shard_bytes_per_pair": 100_000}}
+    files = {"cluster": cluster, "ingest": {"ingest_one_core": {"frames_per_s": 250.0}},
+             "pairs": {"pairs_one_core": {"pairs_per_s_per_core": 25.0}},
+             "loader": {"loader_one_core": {"samples_per_s_per_core": 200.0}}, "render": {"views_per_s_per_core": 50.0}}
+    for name, data in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    assert costs.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    mv = next(line for line in out.splitlines() if line.startswith("| MVImgNet |"))
+    # 6.5M frames at 500/s + 1,753,504 pairs at 50/s = 13,000 + 35,070 s = 13.4 core-hours; twice at half the rates
+    low, high = 6_500_000 / 500 / 3600 + 1_753_504 / 50 / 3600, 6_500_000 / 250 / 3600 + 1_753_504 / 25 / 3600
+    assert f"| {low:.1f}–{high:.1f} |" in mv
+    usd = 1.36 / 32 / 0.5  # per core-hour of work at efficiency 0.5
+    assert f"${low * usd:.2f}–${high * usd:.2f}" in mv
+    assert "0.18 TB" in mv  # 1,753,504 pairs x 100 kB
+    assert costs.main([str(tmp_path), "--efficiency", "1.0"]) == 0
+    assert f"${low * usd / 2:.2f}–" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from imprint.masks import decode_mask_png, encode_mask_png, mask_bbox, pack_mask, packed_bbox
-from imprint.records import RECORDS_SCHEMA, ObjectRecord, frame_sort_key, records_to_table
+from imprint.records import RECORDS_SCHEMA, ObjectRecord, frame_number_of, frame_sort_key, records_to_table
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (144, 256), (31, 9)])
@@ -49,13 +49,16 @@ def test_frames_sort_by_number_not_by_name():
     names = ["00010", "00005", "00100", "00000"]
     assert sorted(names, key=frame_sort_key) == ["00000", "00005", "00010", "00100"]
     assert sorted(["img_10", "img_9", "img_100"], key=frame_sort_key) == ["img_9", "img_10", "img_100"]
+    assert [frame_number_of(n) for n in ("00005", "00000001", "3_1", "001", "img_10", "cover")] == \
+        [5, 1, 1, 1, 10, None]
 
 
 def test_records_table_has_the_documented_schema():
-    rec = ObjectRecord("ytvos", "v", "1", 0, "00000", "/a.jpg", "/a.png", 4, 3,
+    rec = ObjectRecord("ytvos", "v", "1", 0, "00005", 5, "/a.jpg", "/a.png", 4, 3,
                        encode_mask_png(np.ones((3, 4), bool)), (0, 0, 4, 3), 1.0, "cat")
     table = records_to_table([rec])
     assert table.schema.equals(RECORDS_SCHEMA, check_metadata=True)
     assert table.column("bbox").type == pa.list_(pa.field("element", pa.int32()), 4)
     assert table.to_pylist()[0]["bbox"] == [0, 0, 4, 3]
+    assert table.to_pylist()[0]["frame_number"] == 5
     assert records_to_table([]).num_rows == 0

@@ -21,9 +21,11 @@ from imprint.masks import decode_mask_png, mask_bbox
 from imprint.pairing.config import PairsConfig
 from imprint.pairing.job import PairsError, run_pairs
 from imprint.pairing.plan import candidate_pairs
+from imprint.quality.filters import NO_FILTERS, FiltersConfig
 from imprint.shards.schema import SHARD_SCHEMA, SHARDS_SCHEMA_VERSION
 
-SMALL = dict(resolution=128, object_resolution=64, shard_rows=16, row_group_rows=4)
+# the pairing rules, without the quality filters (tests/test_quality_pairs.py tests those)
+SMALL = dict(resolution=128, object_resolution=64, shard_rows=16, row_group_rows=4, filters=NO_FILTERS)
 
 
 def build(data, out, stage, sources, executor=None, **cfg):
@@ -45,13 +47,18 @@ def records(data, source):
 
 
 def test_candidate_pairs_follow_the_rules():
-    cfg = PairsConfig(window=2, min_gap=2, max_gap=3)
-    frames = [0, 1, 2, 3, 5]
+    cfg = PairsConfig(window=2, min_gap_s=2 / 30, max_gap_s=3 / 30)
+    frames = [0, 1, 2, 3, 5]  # frame numbers
     s1 = candidate_pairs(frames, "multiview", 1, cfg)
     assert all(1 <= abs(frames[a] - frames[b]) <= 2 for a, b in s1)
     assert (0, 2) in s1 and (2, 0) in s1 and (0, 3) not in s1 and (3, 4) in s1 and (2, 4) not in s1
-    s2 = candidate_pairs(frames, "video", 2, cfg)
-    assert all(2 <= abs(frames[a] - frames[b]) <= 3 for a, b in s2) and (0, 3) in s2
+    s2 = candidate_pairs(frames, "video", 2, cfg, frame_rate=30.0)  # 2..3 frames at 30 fps
+    assert all(2 <= abs(frames[a] - frames[b]) <= 3 for a, b in s2) and (0, 3) in s2 and (0, 1) not in s2
+    # the gap is time: at 15 fps the same numbers are twice as far apart
+    s2_slow = candidate_pairs(frames, "video", 2, cfg, frame_rate=15.0)
+    assert all(abs(frames[a] - frames[b]) <= 1 for a, b in s2_slow) and (0, 1) in s2_slow
+    # without a frame rate there is no time: any two different frames
+    assert candidate_pairs(frames, "video", 2, cfg) == [(a, b) for a in range(5) for b in range(5) if a != b]
     assert candidate_pairs(frames, "image", 2, cfg) == [(i, i) for i in range(5)]
 
 
@@ -144,7 +151,7 @@ def test_shards_have_the_schema_manifest_and_card(sample_data, tmp_path):
     out = tmp_path / "s2"
     build(sample_data, out, 2, {"ytvos": 2, "vipseg": 2})
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["schema"] == SHARDS_SCHEMA_VERSION == "shards/2" and manifest["stage"] == 2
+    assert manifest["schema"] == SHARDS_SCHEMA_VERSION == "shards/3" and manifest["stage"] == 2
     assert manifest["rows"] == sum(s["rows"] for s in manifest["shards"]) == len(rows_of(out))
     assert set(manifest["sources"]) == {"ytvos", "vipseg"}
     for shard in manifest["shards"]:
@@ -252,7 +259,8 @@ def test_holdout_splits_by_group_and_never_shares_one(sample_data, tmp_path):
     train_groups = {(r["source"], r["group_id"]) for r in train_rows}
     held_groups = {(r["source"], r["group_id"]) for r in held}
     assert not train_groups & held_groups
-    every = tmp_path / "all"
-    build(sample_data, every, 2, {"ytvos": 16, "vipseg": 16, "ppr10k": 16}, resolution=64, object_resolution=32)
+    every = tmp_path / "all"  # the quality filters (on by default) judge each pair alike in any split
+    build(sample_data, every, 2, {"ytvos": 16, "vipseg": 16, "ppr10k": 16}, resolution=64, object_resolution=32,
+          filters=FiltersConfig())
     assert {r["pair_id"] for r in rows_of(every)} == {r["pair_id"] for r in train_rows + held}
     assert json.loads((out / "stage2-holdout" / "manifest.json").read_text())["config"]["split"] == "holdout"

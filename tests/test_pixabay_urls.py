@@ -413,3 +413,27 @@ def test_fetch_urls_on_ray(tmp_path: Path, ray_local):
         assert set(srv.counts.values()) == {1}
     assert json.loads((root / "report.json").read_text())["counts"] == {"ok": 4}
     assert len(list((root / "status").glob("part-*.parquet"))) == 4
+
+
+def test_served_masks_follow_their_photo_as_displayed(tmp_path: Path):
+    """A photo tagged "rotate 90" (EXIF) is segmented and paired upright; a mask made from its stored pixels is
+    turned with it, one of another aspect ratio is refused (never stretched)."""
+    from imprint.ingest.images import read_mask
+    from imprint.media import probe_image, read_image
+    from imprint.stats import Drop
+
+    stored = np.zeros((40, 64, 3), np.uint8)
+    stored[5:20, 8:30] = 255
+    photo = tmp_path / "p.jpg"
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(photo, quality=95, exif=exif)
+    size = probe_image(str(photo))
+    assert size == (40, 64) and read_image(str(photo)).shape == (64, 40, 3) == cv2.imread(str(photo)).shape
+    Image.fromarray(stored[..., 0]).save(tmp_path / "m.png")
+    mask = read_mask(str(tmp_path / "m.png"), size, image=str(photo))
+    assert np.array_equal(mask, np.rot90(stored[..., 0] > 127, -1))
+    Image.fromarray(stored[:, :40, 0]).save(tmp_path / "crop.png")
+    with pytest.raises(Drop, match="aspect ratio"):
+        read_mask(str(tmp_path / "crop.png"), size, image=str(photo))

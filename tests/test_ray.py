@@ -61,6 +61,10 @@ def test_pairs_on_ray_are_byte_identical_to_local(sample_data, tmp_path, ray_exe
     remote = sorted((tmp_path / "ray").glob("part-*.parquet"))
     assert len(local) >= 2 and [p.read_bytes() for p in local] == [p.read_bytes() for p in remote]
     assert (tmp_path / "local" / "manifest.json").read_text() == (tmp_path / "ray" / "manifest.json").read_text()
+    # what the quality filters removed, too (each shard's excluded/ part is written by its own task)
+    excluded = [sorted((tmp_path / name / "excluded").glob("*.parquet")) for name in ("local", "ray")]
+    assert [p.name for p in excluded[0]] == [p.name for p in excluded[1]]
+    assert [p.read_bytes() for p in excluded[0]] == [p.read_bytes() for p in excluded[1]]
 
 
 def test_a_task_lost_every_time_fails_after_the_retries(ray_executor):

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import balanced, read_records, read_report
+from helpers import balanced, read_records, read_report, rle_counts_encode, rle_encode
 
 from imprint.executor import LocalExecutor
 from imprint.ingest.config import IngestConfig
@@ -77,37 +77,8 @@ def sav_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def rle_counts_encode(cnts: np.ndarray | list[int]) -> str:
-    """Run lengths -> COCO compressed-RLE string (``rleToString``), to write the fixtures."""
-    out = []
-    cnts = [int(v) for v in cnts]
-    for i, x in enumerate(cnts):
-        if i > 2:
-            x -= cnts[i - 2]
-        more = True
-        while more:
-            ch = x & 0x1F
-            x >>= 5
-            more = (x != -1) if ch & 0x10 else (x != 0)
-            if more:
-                ch |= 0x20
-            out.append(chr(ch + 48))
-    return "".join(out)
-
-
 def rle_decode(rle: dict) -> np.ndarray:
     return runs_to_mask(*rle_runs(rle))
-
-
-def rle_encode(mask: np.ndarray) -> dict:
-    """Bool mask HxW -> COCO compressed RLE dict (pycocotools ``encode`` gives the same)."""
-    h, w = mask.shape
-    flat = np.asarray(mask, dtype=bool).flatten(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    cnts = np.diff(np.r_[0, change, flat.size]).tolist()
-    if flat.size and flat[0]:
-        cnts = [0, *cnts]
-    return {"size": [h, w], "counts": rle_counts_encode(cnts)}
 
 
 # ------------------------------------------------------------------------------------------------ RLE

@@ -71,9 +71,11 @@ def ddp(tmp_path_factory: pytest.TempPathFactory, sample_data: Path, sample_shar
     from imprint.executor import LocalExecutor
     from imprint.pairing.config import PairsConfig
     from imprint.pairing.job import run_pairs
+    from imprint.quality.filters import NO_FILTERS
 
     root = tmp_path_factory.mktemp("ddp")
-    cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=4, row_group_rows=4, pairs_per_instance=3)
+    cfg = PairsConfig(resolution=64, object_resolution=56, shard_rows=4, row_group_rows=4, pairs_per_instance=3,
+                      filters=NO_FILTERS)  # the uneven shard sizes below are those of every pair
     run_pairs(sample_data / "records", root / "data" / "shards" / "stage1", 1, {"mvimgnet": 3}, cfg, LocalExecutor())
     shutil.copytree(sample_shards / "stage2", root / "data" / "shards" / "stage2")
     return {"data": root / "data", "runs": root / "runs", "root": root}

@@ -74,7 +74,14 @@ def test_missing_part(stage2: Path) -> None:
 
 
 def test_extra_part(stage2: Path) -> None:
+    # a part without a marker is being written (or was left by a killed writer): ignored, and said so
     shutil.copy(stage2 / "part-00000.parquet", stage2 / "part-00003.parquet")
+    problems, summaries = verify_shards(stage2)
+    assert problems == []
+    assert summaries[0].endswith("1 unfinished part(s) without a marker ignored")
+    # a finished part (it has its marker) that the manifest leaves out is a problem
+    (stage2 / "_parts").mkdir(exist_ok=True)
+    (stage2 / "_parts" / "part-00003.json").write_text(json.dumps({"part": "part-00003"}))
     assert verify_shards(stage2)[0] == [f"{stage2 / 'part-00003.parquet'}: not listed in manifest.json"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imprint.errors import UsageError
+from imprint.storage import local_dir, location
 
 if TYPE_CHECKING:
     from imprint.train.config import TrainConfig
@@ -25,11 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
                    help="a named config (stage1-tiny, stage2-tiny, stage1-sd21, stage2-sd21; configs/train/) "
                         "or a YAML file")
-    p.add_argument("--shards", type=Path, default=None,
-                   help="DATA/shards/stageN (from imprint pairs); required, except with --dry-run (which then "
+    p.add_argument("--shards", type=location, default=None,
+                   help="DATA/shards/stageN (from imprint pairs; a folder or s3:// / gs:// URI); required, except with --dry-run (which then "
                         "checks their manifest and schema)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="the run folder; required, except with --dry-run (which then writes OUT/dry-run.json)")
+    p.add_argument("--out", type=local_dir, default=None,
+                   help="the run folder (a local or shared folder); required, except with --dry-run (which then writes OUT/dry-run.json)")
     p.add_argument("--dry-run", action="store_true",
                    help="no training: build the configured models without weights on the meta device, run one "
                         "shape-checking training step there, print parameters, the trainable split and an "
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="stage 2: start from a fresh DINOv2 + adapter (the config's encoder), skipping stage 1 "
                             "(the paper's ablation)")
     p.add_argument("--resume", default=None, help="'latest' or a RUN/checkpoints/checkpoint-N folder")
-    p.add_argument("--val-shards", type=Path, default=None,
+    p.add_argument("--val-shards", type=location, default=None,
                    help="held-out shards for the validation grids (default: DATA/shards/stageN-holdout if it "
                         "exists, else the first pairs of --shards)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from imprint.errors import ImprintError
+from imprint.storage import Location, Where
 from imprint.train.architectures import (SCHEDULER_CONFIG, TRANSFORMERS_CONFIG, UNET_CONFIG, VAE_CONFIG,
                                          Architecture, architecture)
 from imprint.train.config import AdapterConfig, TrainConfig
@@ -278,15 +279,15 @@ def memory_estimate(cfg: TrainConfig, m: Assembled, groups: dict[str, list[nn.Pa
     }
 
 
-def check_shards(shards: Path, stage: int) -> dict[str, Any]:
-    """The manifest and every part's Arrow schema of a shard folder, checked without torch (footers only)."""
+def check_shards(shards: Where, stage: int) -> dict[str, Any]:
+    """The manifest and every part's Arrow schema of a shard folder (a path or a URI), checked without torch
+    (footers only)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from imprint.io import read_manifest
+    from imprint.io import parquet_schema, read_manifest
     from imprint.shards.verify import schema_problems
 
-    shards = Path(shards)
+    shards = Location.of(shards)
     manifest = read_manifest(shards)
     if manifest.get("stage") != stage:
         raise DryRunError(f"{shards} holds stage-{manifest.get('stage')} pairs; stage {stage} trains on "
@@ -295,7 +296,7 @@ def check_shards(shards: Path, stage: int) -> dict[str, Any]:
     for entry in manifest["shards"]:
         path = shards / entry["file"]
         try:
-            problems += [f"{entry['file']}: {p}" for p in schema_problems(pq.read_schema(path))]
+            problems += [f"{entry['file']}: {p}" for p in schema_problems(parquet_schema(path))]
         except (OSError, pa.ArrowException) as exc:
             problems.append(f"{entry['file']}: cannot read its schema ({exc})")
     if problems:
@@ -306,7 +307,7 @@ def check_shards(shards: Path, stage: int) -> dict[str, Any]:
 
 
 def dry_run(cfg: TrainConfig, *, config_name: str = "", encoder_path: Path | None = None,
-            shards: Path | None = None, out: Path | None = None) -> dict[str, Any]:
+            shards: Where | None = None, out: Path | None = None) -> dict[str, Any]:
     """The whole dry run: the report (also ``out/dry-run.json`` when ``out`` is given)."""
     import diffusers
     import transformers

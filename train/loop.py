@@ -34,6 +34,7 @@ from imprint.augment.mask_levels import MaskLevelConfig
 from imprint.errors import UsageError
 from imprint.io import write_json_atomic, write_text_atomic
 from imprint.shards.loader import LoaderConfig, ManifestError, ShardLoader, prepare_batch, read_manifest, split_shards
+from imprint.storage import Location, Where
 from imprint.train import checkpoint as ckpt
 from imprint.train.config import TrainConfig
 from imprint.train.epochs import EpochPlan
@@ -84,8 +85,8 @@ class TrainState:
         return bool(self.accelerator.is_main_process)
 
 
-def train(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | None = None, from_dinov2: bool = False,
-          resume: str | None = None, val_shards: Path | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, shards: Where, run: Path, *, encoder_path: Path | None = None, from_dinov2: bool = False,
+          resume: str | None = None, val_shards: Where | None = None) -> dict[str, Any]:
     """Train one stage from ``shards`` into the run folder ``run``; returns the summary (also summary.json).
 
     Stage 2 starts from the stage-1 encoder (``encoder_path``, RUN1/encoder); ``from_dinov2`` starts it from
@@ -101,14 +102,14 @@ def train(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | Non
 # --- setup ------------------------------------------------------------------------------------------------
 
 
-def setup(cfg: TrainConfig, shards: Path, run: Path, *, encoder_path: Path | None = None, from_dinov2: bool = False,
-          resume: str | None = None, val_shards: Path | None = None) -> TrainState:
+def setup(cfg: TrainConfig, shards: Where, run: Path, *, encoder_path: Path | None = None, from_dinov2: bool = False,
+          resume: str | None = None, val_shards: Where | None = None) -> TrainState:
     """Check the inputs, build the models and the rank's loader, agree on the epoch plan, resume."""
     from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration, set_seed
 
     _check_encoder_choice(cfg.stage, encoder_path, from_dinov2)
-    shards, run = Path(shards), Path(run)
+    shards, run = Location.of(shards), Path(run)  # shards: a path or a URI; the run folder: a filesystem
     resume_from = ckpt.resolve_resume(run, resume) if resume else None
     _check_shards(shards, cfg.stage, PartialState(cpu=cfg.cpu).num_processes)
     set_seed(cfg.seed)  # the same models on every rank
@@ -154,7 +155,7 @@ def _check_encoder_choice(stage: int, encoder_path: Path | None, from_dinov2: bo
                          "(the paper's ablation)")
 
 
-def _check_shards(shards: Path, stage: int, world_size: int) -> None:
+def _check_shards(shards: Location, stage: int, world_size: int) -> None:
     """The shards are of this stage and there is one at least for every rank (checked on every rank alike)."""
     try:
         manifest = read_manifest(shards)
@@ -185,7 +186,7 @@ def _load_encoder(cfg: TrainConfig, encoder_path: Path | None, cross_dim: int) -
     return encoder
 
 
-def _loader(cfg: TrainConfig, shards: Path, factor: int, accelerator: Any) -> ShardLoader:
+def _loader(cfg: TrainConfig, shards: Location, factor: int, accelerator: Any) -> ShardLoader:
     config = LoaderConfig(
         batch_size=cfg.batch_size, object_size=cfg.object_size, target_size=cfg.resolution, latent_factor=factor,
         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, num_workers=cfg.num_workers,
@@ -232,7 +233,7 @@ def _resume(state: TrainState, path: Path) -> None:
         logger.info("resumed from %s at step %d (epoch %d)", path, state.step, epoch)
 
 
-def _start_logs(state: TrainState, val_shards: Path) -> None:
+def _start_logs(state: TrainState, val_shards: Where) -> None:
     """The schedule (logged and in schedule.txt), the trackers and the validation examples (main process)."""
     from diffusers import DDIMScheduler
 

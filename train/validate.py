@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from imprint.geometry import object_pixels, target_pixels
-from imprint.io import read_shard_rows
+from imprint.io import Where, read_shard_rows
 from imprint.shards.loader import decode_mask, decode_rgb
 from imprint.train.parts import encode_latents
 from imprint.train.sampling import decode_latents, denoise
 
 
-def load_examples(shard_dir: Path, n: int, object_size: int, resolution: int) -> dict[str, Any]:
+def load_examples(shard_dir: Where, n: int, object_size: int, resolution: int) -> dict[str, Any]:
     """The first ``n`` rows of the shards in manifest order (fixed across runs), as model inputs (fine masks)."""
     rows = read_shard_rows(shard_dir, n, columns=["pair_id", "object", "target", "mask"])
     if not rows:

@@ -18,6 +18,10 @@ Targets are reported (``meets_target``), never asserted in tests.
 - ``downloads``: the download layer's ``Fetcher`` against a plain thread-pool httpx fetch;
   segmentation images/s with the tiny random Mask2Former.
 - ``render``: Objaverse views rendered per second per core.
+- ``quality``: what the quality scores and filters cost in pairs and ingest time, DINOv2 identity
+  throughput on the CPU, and the default filters on generated fault sets.
+- ``cluster``: scaling from 1 to 2 Ray workers, the driver's peak memory for N and 4N parts, and writing
+  to a local S3-compatible server against the local disk.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from imprint.errors import UsageError
 
-BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render")
+BENCHMARKS = ("ingest", "pairs", "loader", "train", "composite", "downloads", "render", "quality", "cluster")
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ DESCRIPTION = ("Run the benchmarks and write bench/results/<name>.json with the 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", default=[],
-                   help="which benchmarks: ingest, pairs, loader, train, composite, downloads, render (default: all)")
+                   help="which benchmarks: " + ", ".join(BENCHMARKS) + " (default: all)")
     p.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
 

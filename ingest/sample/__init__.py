@@ -16,18 +16,26 @@ Layouts (``generate_*`` returns the folder a reader takes as ``--root``):
   (step 5) and ``train/Annotations/<vid>/00000.png`` (palette PNG, value = object id).
 * ``vipseg``: ``VIPSeg_720P/images/<video>/00000001.jpg``, ``VIPSeg_720P/panomasks/<video>/
   00000001.png`` (16-bit raw panoptic values), ``panoVIPSeg_categories.json``,
-  ``train.txt`` and ``val.txt``.
+  ``train.txt`` and ``val.txt`` (``split_files``: also beside ``VIPSeg_720P/`` as the archive keeps
+  them, as the split jsons only, or none).
 * ``ppr10k``: ``source/<g>_<i>.tif`` (16-bit), ``target_a/<g>_<i>.tif`` (8-bit) and
-  ``masks/<g>_<i>.png`` (0 / 255).
+  ``masks/<g>_<i>.png`` (0 / 255) (``layout``: also the download with ``masks_360p/`` beside the
+  image folder, or the official ``train/``/``val/`` split folders with ``source_aug``).
 * ``mvimgnet``: ``<class>/<instance>/images/001.jpg``, ``<class>/<instance>/masks/001.png``
-  (soft 0..255) and ``mvimgnet_category.txt`` (``id,name``).
+  (soft 0..255) and ``mvimgnet_category.txt`` (``id,name``) (``mask_layout``: also the separate
+  ``masks/`` tree or RGBA images beside the JPEGs; ``padded=False``: ``1.jpg``, ``2.jpg``, ...).
+
+The defaults are the layouts ``generate`` writes; the other layouts are options of each ``generate_*``
+for tests of the places real downloads keep their files.
 
 Each written source folder holds a small marker file; a folder without it is never
 overwritten (:class:`FileExistsError`), so a real dataset cannot be replaced by mistake.
 
 The package: ``common`` (seeded randomness, argument checks, file writing), ``textures``
 (photos, noise, backgrounds), ``sprites`` (textured shapes), ``scenes`` (tracks, frames
-and cameras), and one module per layout (``ytvos``, ``vipseg``, ``ppr10k``, ``mvimgnet``).
+and cameras), and one module per layout (``ytvos``, ``vipseg``, ``ppr10k``, ``mvimgnet``); ``faults`` writes
+data faults (blur, speckled masks, identity switches, static shots, duplicated frames) into a YouTube-VOS or
+MVImgNet layout, with their ground truth, for the quality filters' tests and benchmark.
 """
 
 from __future__ import annotations

@@ -184,16 +184,29 @@ def _shadow(canvas: np.ndarray, centre: tuple[float, float], axes: tuple[float, 
     canvas *= (1.0 - 0.45 * mask)[..., None]
 
 
+#: where the masks go (``generate_mvimgnet(mask_layout=...)``)
+MASK_LAYOUTS = ("instance", "tree", "beside")
+
+
 def generate_mvimgnet(root: Path, seed: int = 0, *, n_classes: int = 2, n_instances: int = 2, n_frames: int = 12,
-                      size: Size = (192, 192)) -> Path:
+                      size: Size = (192, 192), mask_layout: str = "instance", padded: bool = True) -> Path:
     """Write an MVImgNet2.0-layout sample under ``root/mvimgnet`` and return that folder.
 
     ``<class>/<instance>/images/001.jpg ...`` (a textured box or cylinder turning on a
-    turntable in a plain room), ``<class>/<instance>/masks/001.png`` (8-bit soft masks with
-    a blurred edge, like CarveKit's) and ``mvimgnet_category.txt`` (``id,name`` lines).
-    ``n_instances`` captures per class; instance ids are 8 hex characters.
+    turntable in a plain room), 8-bit soft masks with a blurred edge, like CarveKit's, and
+    ``mvimgnet_category.txt`` (``id,name`` lines). ``n_instances`` captures per class; instance ids
+    are 8 hex characters. ``mask_layout`` says where the masks sit:
+
+    - ``instance``: ``<class>/<instance>/masks/001.png`` (MVImgNet2.0's ``masks/`` folder);
+    - ``tree``: ``masks/<class>/<instance>/001.jpg.png`` beside the classes (the separate mask download);
+    - ``beside``: RGBA images ``<class>/<instance>/images/001_rgba.png`` beside the JPEGs, the mask in their
+      alpha (AnyDoor's copy).
+
+    ``padded=False`` names the frames ``1.jpg``, ``2.jpg``, ... (no zero padding).
     """
     size = check_args(seed, size)
+    if mask_layout not in MASK_LAYOUTS:
+        raise ValueError(f"mask_layout must be one of {MASK_LAYOUTS}, got {mask_layout!r}")
     out = prepare_root(Path(root) / "mvimgnet")
     table = _mv_classes(n_classes)
     for cid, _, kind in _pick_classes(rng_for(seed, "mvimgnet", "classes"), table, n_classes):
@@ -204,7 +217,8 @@ def generate_mvimgnet(root: Path, seed: int = 0, *, n_classes: int = 2, n_instan
             while inst in seen:
                 inst = hex_id(rng, 8)
             seen.add(inst)
-            _write_capture(rng, out / str(cid) / inst, kind, n_frames, size)
+            _write_capture(rng, out / str(cid) / inst, kind, n_frames, size,
+                           _MaskPlace(mask_layout, out / "masks" / str(cid) / inst, padded))
     (out / "mvimgnet_category.txt").write_text("".join(f"{cid},{name}\n" for cid, name, _ in table))
     return out
 
@@ -220,7 +234,25 @@ def _pick_classes(rng: np.random.Generator, table: Sequence[tuple[int, str, str]
     return sorted(merged[:n])
 
 
-def _write_capture(rng: np.random.Generator, inst_dir: Path, kind: str, n_frames: int, size: Size) -> None:
+@dataclass(frozen=True)
+class _MaskPlace:
+    layout: str
+    tree_dir: Path  # masks/<class>/<instance>/ for the tree layout
+    padded: bool
+
+    def write(self, inst_dir: Path, t: int, rgb: np.ndarray, soft: np.ndarray) -> None:
+        stem = f"{t + 1:03d}" if self.padded else str(t + 1)
+        save_jpeg(inst_dir / "images" / f"{stem}.jpg", rgb)
+        if self.layout == "instance":
+            save_png(inst_dir / "masks" / f"{stem}.png", soft)
+        elif self.layout == "tree":
+            save_png(self.tree_dir / f"{stem}.jpg.png", soft)
+        else:
+            save_png(inst_dir / "images" / f"{stem}_rgba.png", np.dstack([rgb, soft]))
+
+
+def _write_capture(rng: np.random.Generator, inst_dir: Path, kind: str, n_frames: int, size: Size,
+                   place: _MaskPlace) -> None:
     w, h = size
     tex_side = int(np.clip(round(min(size) * 0.4 / 8) * 8, 32, 512))
     solid = _solid(rng, kind, tex_side)
@@ -251,5 +283,4 @@ def _write_capture(rng: np.random.Generator, inst_dir: Path, kind: str, n_frames
         a = cv2.GaussianBlur(alpha, (0, 0), 0.6)[..., None]
         rgb = apply_gain(to_u8(bg * (1 - a) + layer * a), exposure[t])
         soft = to_u8(cv2.GaussianBlur(alpha, (0, 0), sigma))
-        save_jpeg(inst_dir / "images" / f"{t + 1:03d}.jpg", rgb)
-        save_png(inst_dir / "masks" / f"{t + 1:03d}.png", soft)
+        place.write(inst_dir, t, rgb, soft)

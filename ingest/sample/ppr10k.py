@@ -50,36 +50,92 @@ def _portrait_pose(rng: np.random.Generator, sprite: Sprite, size: Size, height:
                  rng.uniform(0, 2 * np.pi))
 
 
+#: where the folders go (``generate_ppr10k(layout=...)``)
+LAYOUTS = ("flat", "download", "split")
+_FIRST_VAL_GROUP = 1356  # the owners' split (utils/split_train_val.py): group < 1356 is train
+_N_AUGMENTED = 2  # augmented copies per training photo in source_aug* (the release has 5)
+
+
 def generate_ppr10k(root: Path, seed: int = 0, *, n_groups: int = 3, n_photos: int = 3,
-                    size: Size = (144, 216)) -> Path:
+                    size: Size = (144, 216), layout: str = "flat") -> Path:
     """Write a PPR10K (360p set) sample under ``root/ppr10k`` and return that folder.
 
     ``source/<g>_<i>.tif`` (16-bit RGB, flat and colour-cast like the raw exports),
     ``target_a/<g>_<i>.tif`` (8-bit RGB, retouched) and ``masks/<g>_<i>.png`` (0 / 255),
     one person per photo; the photos of a group share the person and the scene with a
-    slightly different framing, pose and exposure.
+    slightly different framing, pose and exposure. ``layout`` says where the folders sit:
+
+    - ``flat``: all three in one folder (the 360p set as third-party loaders keep it);
+    - ``download``: ``PPR10K-dataset/train_val_images_tif_360p/{source,source_aug_6,target_a}/`` with
+      ``PPR10K-dataset/masks_360p/`` beside the image folder, as the owners' drive holds them;
+    - ``split``: the official training code's ``train/{source_aug,target_a,masks}/`` and
+      ``val/{source,target_a,masks}/`` (train has no ``source/``).
+
+    In ``download`` and ``split`` the last third of the groups (at least one) are validation groups,
+    numbered from 1356 as in the release; ``source_aug*`` holds each training photo with
+    two augmented copies ``<g>_<i>_<k>.tif``.
     """
     size = check_args(seed, size)
-    w, h = size
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     out = prepare_root(Path(root) / "ppr10k")
+    n_val = 0 if layout == "flat" else max(1, n_groups // 3)
     for g in range(n_groups):
-        rng = rng_for(seed, "ppr10k", g)
-        canvas_size = (round(w * 1.2), round(h * 1.15))
-        canvas = photo_canvas(rng, canvas_size)
-        canvas = cv2.GaussianBlur(canvas, (0, 0), max(1.0, min(w, h) / 90))  # shallow depth of field
-        sprite = person_sprite(rng, max(48, round(h / 8) * 8))  # the figure spans ~0.86 of it
-        look = _retouch(rng)
-        cams = camera_path(rng, canvas_size, size, max(2, n_photos), zoom=0.04)
-        height = rng.uniform(0.72, 0.88)
-        for i in range(n_photos):
-            pose = _portrait_pose(rng, sprite, size, height * rng.uniform(0.95, 1.05))
-            actor = Actor(sprite, [pose])
-            rgb, labels = render_frame(camera_view(canvas, cams[i], size), [actor], 0, np.ones(3, np.float32),
-                                       strict=False)
-            scene = rgb.astype(np.float32) / 255.0
-            cast = np.array([1.0, 1.0, 1.0], np.float32) + rng.uniform(-0.08, 0.08, 3).astype(np.float32)
-            source = _raw(scene, float(rng.uniform(0.55, 0.95)), cast)
-            save_tiff(out / "source" / f"{g}_{i}.tif", np.round(source * 65535).astype(np.uint16))
-            save_tiff(out / "target_a" / f"{g}_{i}.tif", to_u8(look(scene)))
-            save_png(out / "masks" / f"{g}_{i}.png", np.where(labels > 0, 255, 0).astype(np.uint8))
+        val = g >= n_groups - n_val
+        group = _FIRST_VAL_GROUP + g if val else g
+        folders = _folders(out, layout, val)
+        for i, (source, target, mask) in enumerate(_group_photos(rng_for(seed, "ppr10k", g), size, n_photos)):
+            name = f"{group}_{i}"
+            src16 = np.round(source * 65535).astype(np.uint16)
+            if "source" in folders:
+                save_tiff(folders["source"] / f"{name}.tif", src16)
+            if "source_aug" in folders:
+                save_tiff(folders["source_aug"] / f"{name}.tif", src16)
+                for k in range(1, _N_AUGMENTED + 1):
+                    brighter = np.clip(source * (1 + 0.1 * k), 0, 1)
+                    save_tiff(folders["source_aug"] / f"{name}_{k}.tif", np.round(brighter * 65535).astype(np.uint16))
+            save_tiff(folders["target_a"] / f"{name}.tif", target)
+            save_png(folders["masks"] / f"{name}.png", mask)
     return out
+
+
+def _folders(out: Path, layout: str, val: bool) -> dict[str, Path]:
+    """Where a group's photos go: ``source`` and ``source_aug`` where the layout has them, ``target_a``,
+    ``masks``."""
+    if layout == "flat":
+        return {"source": out / "source", "target_a": out / "target_a", "masks": out / "masks"}
+    if layout == "download":
+        images = out / "PPR10K-dataset" / "train_val_images_tif_360p"
+        folders = {"source": images / "source", "target_a": images / "target_a",
+                   "masks": out / "PPR10K-dataset" / "masks_360p"}
+        if not val:
+            folders["source_aug"] = images / "source_aug_6"
+        return folders
+    split = out / ("val" if val else "train")
+    if val:
+        return {"source": split / "source", "target_a": split / "target_a", "masks": split / "masks"}
+    return {"source_aug": split / "source_aug", "target_a": split / "target_a", "masks": split / "masks"}
+
+
+def _group_photos(rng: np.random.Generator, size: Size, n_photos: int,
+                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A group's photos: ``(source float RGB in [0, 1], target uint8 RGB, mask 0/255)`` each."""
+    w, h = size
+    canvas_size = (round(w * 1.2), round(h * 1.15))
+    canvas = photo_canvas(rng, canvas_size)
+    canvas = cv2.GaussianBlur(canvas, (0, 0), max(1.0, min(w, h) / 90))  # shallow depth of field
+    sprite = person_sprite(rng, max(48, round(h / 8) * 8))  # the figure spans ~0.86 of it
+    look = _retouch(rng)
+    cams = camera_path(rng, canvas_size, size, max(2, n_photos), zoom=0.04)
+    height = rng.uniform(0.72, 0.88)
+    photos = []
+    for i in range(n_photos):
+        pose = _portrait_pose(rng, sprite, size, height * rng.uniform(0.95, 1.05))
+        actor = Actor(sprite, [pose])
+        rgb, labels = render_frame(camera_view(canvas, cams[i], size), [actor], 0, np.ones(3, np.float32),
+                                   strict=False)
+        scene = rgb.astype(np.float32) / 255.0
+        cast = np.array([1.0, 1.0, 1.0], np.float32) + rng.uniform(-0.08, 0.08, 3).astype(np.float32)
+        source = _raw(scene, float(rng.uniform(0.55, 0.95)), cast)
+        photos.append((source, to_u8(look(scene)), np.where(labels > 0, 255, 0).astype(np.uint8)))
+    return photos

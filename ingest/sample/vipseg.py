@@ -153,23 +153,38 @@ def _vip_name(rng: np.random.Generator) -> str:
     return f"{int(rng.integers(1, 3600))}_{ytid}"
 
 
+#: where the split lists go (``generate_vipseg(split_files=...)``)
+SPLIT_FILES = ("inside", "beside", "json", "none")
+
+
 def generate_vipseg(root: Path, seed: int = 0, *, n_videos: int = 2, n_frames: int = 6,
-                    size: Size = (256, 144)) -> Path:
+                    size: Size = (256, 144), split_files: str = "inside") -> Path:
     """Write a VIPSeg (``VIPSeg_720P``) sample under ``root/vipseg`` and return that folder.
 
     ``VIPSeg_720P/images/<video>/<8 digits>.jpg`` with irregular frame numbers,
     ``VIPSeg_720P/panomasks/<video>/<same>.png`` (16-bit raw values: 0 void, a stuff label
     ``< 125``, a thing ``label * 100 + k`` with ``k`` counted per class in the video, and a
     few invalid ``200`` pixels), ``panoVIPSeg_categories.json`` (124 entries, 0-based ids),
-    ``train.txt`` (the ``n_videos`` videos) and ``val.txt`` (one more video per five train
-    videos, at least one).
+    and the split lists of the ``n_videos`` train videos and of the val videos (one more video per five
+    train videos, at least one; their frames are in ``images/`` too, as in the archive), where
+    ``split_files`` says:
+
+    - ``inside``: ``VIPSeg_720P/{train,val}.txt`` (the README's picture of the converted folder);
+    - ``beside``: ``VIPSeg/{train,val,test}.txt`` with ``VIPSeg/VIPSeg_720P/`` beside them, where the
+      archive keeps them and the owners' conversion scripts (run in ``VIPSeg/``) read them;
+    - ``json``: only ``VIPSeg_720P/panoptic_gt_VIPSeg_{train,val}.json`` (``splitjson.py``'s output:
+      ``videos``, ``annotations`` with ``segments_info``, ``categories``; segment ids are the raw values);
+    - ``none``: no split file at all.
     """
     size = check_args(seed, size)
+    if split_files not in SPLIT_FILES:
+        raise ValueError(f"split_files must be one of {SPLIT_FILES}, got {split_files!r}")
     out = prepare_root(Path(root) / "vipseg")
-    vip = out / "VIPSeg_720P"
-    vip.mkdir()
+    vip = out / "VIPSeg" / "VIPSeg_720P" if split_files == "beside" else out / "VIPSeg_720P"
+    vip.mkdir(parents=True)
     n_val = max(1, round(n_videos / 5)) if n_videos > 0 else 0
     splits: dict[str, list[str]] = {"train": [], "val": []}
+    frames: dict[str, list[tuple[str, dict[int, int]]]] = {}
     names: set[str] = set()
     for split, count in (("train", n_videos), ("val", n_val)):
         for v in range(count):
@@ -179,14 +194,40 @@ def generate_vipseg(root: Path, seed: int = 0, *, n_videos: int = 2, n_frames: i
                 name = _vip_name(rng)
             names.add(name)
             splits[split].append(name)
-            _write_vipseg_video(rng, vip, name, n_frames, size)
+            frames[name] = _write_vipseg_video(rng, vip, name, n_frames, size)
     (vip / "panoVIPSeg_categories.json").write_text(json.dumps(_vipseg_categories()))
     for split, videos in splits.items():
-        (vip / f"{split}.txt").write_text("".join(f"{n}\n" for n in sorted(videos)))
+        if split_files in ("inside", "beside"):
+            (vip.parent / f"{split}.txt" if split_files == "beside" else vip / f"{split}.txt").write_text(
+                "".join(f"{n}\n" for n in sorted(videos)))
+        elif split_files == "json":
+            (vip / f"panoptic_gt_VIPSeg_{split}.json").write_text(
+                json.dumps(_split_json(sorted(videos), frames, size)))
+    if split_files == "beside":
+        (vip.parent / "test.txt").write_text("")  # the test videos have no masks; none in the sample
     return out
 
 
-def _write_vipseg_video(rng: np.random.Generator, vip: Path, name: str, n_frames: int, size: Size) -> None:
+def _split_json(videos: list[str], frames: dict[str, list[tuple[str, dict[int, int]]]], size: Size) -> dict:
+    """``panoptic_gt_VIPSeg_<split>.json`` of ``videos`` (the structure ``splitjson.py`` writes)."""
+    def segment(value: int, area: int) -> dict:
+        return {"id": value, "category_id": (value if value < 125 else value // 100) - 1, "iscrowd": 0, "area": area}
+
+    return {
+        "videos": [{"video_id": v, "images": [{"id": stem, "width": size[0], "height": size[1],
+                                               "file_name": f"{stem}.png"} for stem, _ in frames[v]]}
+                   for v in videos],
+        "annotations": [{"video_id": v, "annotations": [
+            {"image_id": stem, "file_name": f"{stem}.png",
+             "segments_info": [segment(value, area) for value, area in sorted(areas.items())]}
+            for stem, areas in frames[v]]} for v in videos],
+        "categories": _vipseg_categories(),
+    }
+
+
+def _write_vipseg_video(rng: np.random.Generator, vip: Path, name: str, n_frames: int,
+                        size: Size) -> list[tuple[str, dict[int, int]]]:
+    """Write one video; returns its frames as ``(stem, {valid raw value: area})``."""
     w, h = size
     indoor = bool(rng.random() < 0.5)
     canvas_size = (round(w * 1.3), round(h * 1.15))
@@ -212,6 +253,7 @@ def _write_vipseg_video(rng: np.random.Generator, vip: Path, name: str, n_frames
         per_class[cls] = per_class.get(cls, 0) + 1
     actors = plan_tracks(rng, sprites, specs, size, n_frames)
     gains = scene_gains(rng, n_frames)
+    written: list[tuple[str, dict[int, int]]] = []
     for t, number in enumerate(_vip_numbers(rng, n_frames)):
         stem = f"{number:08d}"
         rgb, labels = render_frame(camera_view(canvas, cams[t], size), actors, t, gains[t], strict=False)
@@ -221,6 +263,9 @@ def _write_vipseg_video(rng: np.random.Generator, vip: Path, name: str, n_frames
         _mark_invalid(rng, pano)
         save_jpeg(vip / "images" / name / f"{stem}.jpg", rgb)
         save_png(vip / "panomasks" / name / f"{stem}.png", pano)
+        values, areas = np.unique(pano, return_counts=True)
+        written.append((stem, {int(v): int(a) for v, a in zip(values, areas) if 0 < v < 125 or v >= 300}))
+    return written
 
 
 def _vip_numbers(rng: np.random.Generator, n: int) -> list[int]:
