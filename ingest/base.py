@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,9 @@ def _frame_records(source: Source, name: str, group: Group, frame: Frame, frame_
         annotation_uri=frame.annotation, width=w, height=h,
         mask=encode_packed_png(packed, w, cfg.png_level), bbox=bbox,
         area_frac=area / float(w * h), category=category,
-        licence=group.licence or "", attribution=group.attribution, **asdict(score))
+        licence=group.licence or "", attribution=group.attribution, sharpness=score.sharpness,
+        mask_components=score.mask_components, mask_largest_share=score.mask_largest_share,
+        mask_solidity=score.mask_solidity, mask_fill=score.mask_fill, appearance_hash=score.appearance_hash)
         for (instance_id, category, mask, packed, bbox, area), score in zip(kept, scores)]
 
 

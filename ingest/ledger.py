@@ -24,11 +24,12 @@ dropped item in ``DATA/records/<source>/report.json`` under its status, so ``see
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 
 from imprint.config import fingerprint
 from imprint.executor import Executor
-from imprint.ingest.download import DownloadError, ItemStatus, redact_url
+from imprint.ingest.download import STATUS_FIELDS, DownloadError, ItemStatus, close_shared_clients, redact_url
 from imprint.ingest.sources import Option
 from imprint.io import read_json, write_json_atomic, write_parquet_atomic
 from imprint.parts import is_done, marker_path, part_path, prepare_out_dir, read_marker, run_parts
@@ -57,6 +58,11 @@ LEDGER_SCHEMA = pa.schema([
     ("attempts", pa.int32()), ("bytes", pa.int64()), ("path", pa.string()), ("seconds", pa.float64()),
     ("updated", pa.float64()), ("extra", pa.string()),
 ])
+
+
+# what an optional column missing from an older ledger part reads as (a missing required one is an error)
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ItemStatus) if f.default is not MISSING}
+_DEFAULTS["extra"] = "{}"
 
 
 class Item(Protocol):
@@ -80,9 +86,28 @@ def write_status_part(status_dir: Path, index: int, statuses: Sequence[ItemStatu
     """Write one chunk's statuses to ``status_dir/part-NNNNN.parquet`` atomically (a ledger lives under
     DATA/raw: a filesystem)."""
     path = part_path(status_dir, f"part-{index:05d}").local_path("a status ledger (under DATA/raw)")
-    rows = sorted((s.to_row() for s in statuses), key=lambda r: str(r["item_id"]))
-    write_parquet_atomic(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), path)
+    write_parquet_atomic(status_table(statuses), path)
     return path
+
+
+def status_table(statuses: Sequence[ItemStatus]) -> pa.Table:
+    """The ledger rows of ``statuses``, sorted by item id (built column by column: one pass per field)."""
+    ordered = sorted(statuses, key=lambda s: str(s.item_id))
+    columns = {name: [getattr(s, name) for s in ordered] for name in STATUS_FIELDS if name != "extra"}
+    columns["extra"] = [ItemStatus.extra_json(s.extra) for s in ordered]
+    return pa.Table.from_pydict(columns, schema=LEDGER_SCHEMA)
+
+
+def statuses_of(table: pa.Table) -> list[ItemStatus]:
+    """The statuses of a ledger table (optional columns it lacks take their defaults; columns it adds are
+    ignored). Built column by column: a rerun reads the whole ledger back."""
+    n = table.num_rows
+    present = set(table.column_names)
+    columns = [table.column(name).to_pylist() if name in present else [_DEFAULTS[name]] * n
+               for name in STATUS_FIELDS]
+    extra = STATUS_FIELDS.index("extra")
+    columns[extra] = [json.loads(e) if e and e != "{}" else {} for e in columns[extra]]
+    return [ItemStatus(*values) for values in zip(*columns)]
 
 
 def load_status_parts(status_dir: Path) -> dict[int, list[ItemStatus]]:
@@ -97,11 +122,10 @@ def load_status_parts(status_dir: Path) -> dict[int, list[ItemStatus]]:
     for path in sorted(status_dir.glob("part-*.parquet")):
         try:
             index = int(path.stem.split("-", 1)[1])
-            rows = pq.read_table(path).to_pylist()
-        except (OSError, ValueError, pa.ArrowException) as exc:
+            parts[index] = statuses_of(pq.read_table(path))
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
             raise DownloadError(f"status ledger {path} is unreadable ({exc}); delete it and rerun: its items "
                                 f"will be checked again (files already in place are not fetched)") from None
-        parts[index] = [ItemStatus.from_row(row) for row in rows]
     return parts
 
 
@@ -281,7 +305,10 @@ def run_items(items: Sequence[Item], root: Path, fn: Step, executor: Executor, c
     log.info("[%s] %d items; %d already done%s, %d to attempt in %d task(s) on the %s executor", label, len(items),
              len(items) - n_todo, "" if retry_failed else " or failed (pass --retry-failed to retry failures)",
              n_todo, len(tasks), executor.name)
-    ran = run_parts(executor, run_item_task, tasks, label, "items", lambda m: m["rows"], log.info)
+    try:
+        ran = run_parts(executor, run_item_task, tasks, label, "items", lambda m: m["rows"], log.info)
+    finally:
+        close_shared_clients()  # the chunks run here (local executor) kept their connections for the next one
     failed = ran.failed
     this_run: Counter[str] = Counter()
     for task in tasks:

@@ -65,7 +65,7 @@ from imprint.executor import Executor
 from imprint.ingest.base import Frame, Group, InstanceMasks, LayoutError, Source, sorted_frames
 from imprint.geometry import resize_labels
 from imprint.ingest.config import IngestConfig
-from imprint.ingest.download import DownloadConfig, Fetcher, ItemStatus
+from imprint.ingest.download import DownloadConfig, Fetcher, ItemStatus, http_client
 from imprint.ingest.ledger import RETRY_FAILED, STATUS_DIR, run_items
 from imprint.ingest.render import (DecodeError, RenderConfig, RendererUnavailable, check_glb, check_renderer,
                                    render_views)
@@ -124,18 +124,6 @@ def _advertised_sha256(headers: Any) -> str | None:
         if _SHA256_RE.match(value):
             return value
     return None
-
-
-def _http_client(cfg: DownloadConfig, hook: AdvertisedSha256) -> Any:
-    """The client :class:`Fetcher` would make, plus the checksum hook."""
-    import httpx
-
-    return httpx.Client(
-        timeout=httpx.Timeout(cfg.timeout),
-        limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
-        follow_redirects=True, max_redirects=10,
-        headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity"},
-        event_hooks={"response": [hook]})
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -331,7 +319,7 @@ class ObjaverseJob:
 
     def __call__(self, items: Sequence[ObjectItem]) -> list[ItemStatus]:
         hook = AdvertisedSha256()
-        client = _http_client(self.download, hook)
+        client = http_client(self.download, event_hooks={"response": [hook]})
         try:
             with Fetcher(self.download, client=client) as fetcher:
                 statuses = fetcher.fetch_many([(it.item_id, it.url, it.dest, None) for it in items])

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from imprint.augment.affine import apply_affine, is_degenerate, sample_affine
-from imprint.augment.color import apply_color, list_cubes, sample_color
+from imprint.augment.color import ColorParams, apply_color, list_cubes, sample_color
 from imprint.geometry import Window, object_crop, remove_background, target_crop
 from imprint.masks import decode_mask_png, encode_mask_png, mask_bbox
 from imprint.pairing.config import PairsConfig
@@ -30,6 +30,20 @@ def encode_image(image: np.ndarray, cfg: PairsConfig) -> bytes:
     if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
         raise RuntimeError("image encoding failed")
     return buf.tobytes()
+
+
+# RGB straight from the decoder (libjpeg converts to RGB as cheaply as to BGR): no full-frame cvtColor.
+# OpenCV before 4.11 has no IMREAD_COLOR_RGB: decode BGR and convert (the same pixels).
+_IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
+def read_rgb(uri: str) -> np.ndarray | None:
+    """A frame decoded to RGB uint8 ``H x W x 3`` (the pixels of ``imread`` + ``BGR2RGB``); None if unreadable."""
+    if _IMREAD_RGB is not None:
+        rgb: np.ndarray | None = cv2.imread(uri, _IMREAD_RGB)
+        return rgb
+    bgr = cv2.imread(uri, cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class FrameCache:
@@ -54,10 +68,9 @@ class FrameCache:
         if uri in self._frames:
             self._frames.move_to_end(uri)
             return self._frames[uri]
-        bgr = cv2.imread(uri, cv2.IMREAD_COLOR)
-        if bgr is None:
+        frame = read_rgb(uri)
+        if frame is None:
             raise Drop("unreadable_frame", f"{uri} cannot be read or decoded (moved, deleted or corrupt?)")
-        frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         self._frames[uri] = frame
         if len(self._frames) > self.size:
             self._frames.popitem(last=False)
@@ -88,6 +101,18 @@ def _target_view(frame: np.ndarray, mask: np.ndarray, bbox: list[int], context: 
     return target, tmask, box, win
 
 
+def _color_on_object(image: np.ndarray, mask: np.ndarray, params: ColorParams, cfg: PairsConfig) -> np.ndarray:
+    """``P`` applied inside the object's box only: P acts on each pixel alone and everything outside the mask
+    is filled right after, so the object's pixels are those of ``apply_color`` on the whole crop."""
+    box = mask_bbox(mask)
+    if box is None:
+        return apply_color(image, params, cfg.color)
+    x0, y0, x1, y1 = box
+    out = image.copy()
+    out[y0:y1, x0:x1] = apply_color(image[y0:y1, x0:x1], params, cfg.color)
+    return out
+
+
 def build_pair(spec: PairSpec, src: dict, tgt: dict, frames: FrameCache, cfg: PairsConfig,
                cubes: list[str]) -> dict[str, Any]:
     """One shard row (see ``imprint.shards.schema``); raises :class:`Drop` for a pair that cannot be made.
@@ -114,7 +139,7 @@ def build_pair(spec: PairSpec, src: dict, tgt: dict, frames: FrameCache, cfg: Pa
                 raise Drop("degenerate_affine", f"the affine draw {params.to_dict()} left "
                                                 f"{moved_mask.sum()}/{obj_mask.sum()} object pixels")
             cparams = sample_color(rng, cfg.color, cubes)
-            obj = remove_background(apply_color(moved, cparams, cfg.color), moved_mask, cfg.fill)
+            obj = remove_background(_color_on_object(moved, moved_mask, cparams, cfg), moved_mask, cfg.fill)
             affine, color = params.to_dict(), cparams.to_dict()
     return {
         "pair_id": spec.pair_id, "stage": spec.stage, "source": spec.source, "group_id": spec.group_id,
@@ -137,4 +162,4 @@ def cubes_for(cfg: PairsConfig) -> list[str]:
     return list_cubes(cfg.color.cube_dir) if cfg.color.cube_dir else []
 
 
-__all__ = ["FrameCache", "build_pair", "cubes_for", "encode_image"]
+__all__ = ["FrameCache", "build_pair", "cubes_for", "encode_image", "read_rgb"]

@@ -79,18 +79,21 @@ class _Records:
     def build(self, spec: PairSpec, frames: FrameCache, cfg: PairsConfig, cubes: list[str]) -> dict[str, Any]:
         """The shard row of ``spec`` (raises :class:`Drop` for a pair that cannot be made), with the licence
         and attribution of the records it comes from (both of one group, so of one item)."""
-        src = self.row(spec.records, spec.src_row)
-        row = build_pair(spec, src, self.row(spec.records, spec.tgt_row), frames, cfg, cubes)
-        row.update(licence=src["licence"], attribution=src["attribution"])
-        return row
+        src, tgt = self.row(spec.records, spec.src_row), self.row(spec.records, spec.tgt_row)
+        return _with_licence(build_pair(spec, src, tgt, frames, cfg, cubes), src)
 
     def scored(self, spec: PairSpec, frames: FrameCache, cfg: PairsConfig, cubes: list[str], side: int
                ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], ScoreViews]:
         """The shard row of ``spec``, its two records and the crops it is scored on (from the frames the row
         was built from)."""
-        row = self.build(spec, frames, cfg, cubes)
         src, tgt = self.row(spec.records, spec.src_row), self.row(spec.records, spec.tgt_row)
+        row = _with_licence(build_pair(spec, src, tgt, frames, cfg, cubes), src)
         return row, src, tgt, score_views(spec, src, tgt, frames, side, cfg.fill)
+
+
+def _with_licence(row: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
+    row.update(licence=src["licence"], attribution=src["attribution"])
+    return row
 
 
 def build_shard(task: ShardTask) -> dict[str, Any]:

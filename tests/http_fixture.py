@@ -93,8 +93,13 @@ class FixtureServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from imprint.ingest.download import close_shared_clients
+
         self._server.shutdown()
         self._server.server_close()
+        # The fetcher's clients outlive a test (one per config per process): their keep-alive connections to
+        # this server's handler threads must not serve a later server that happens to get the same port.
+        close_shared_clients()
 
     @property
     def base(self) -> str:

@@ -55,6 +55,36 @@ def test_bench_render_quick_writes_its_result(tmp_path: Path, capsys: pytest.Cap
     assert printed["views"] == 48 and "machine" not in printed
 
 
+def test_bench_file_server_is_a_keep_alive_child_process_stopped_after(tmp_path: Path) -> None:
+    import httpx
+
+    from imprint.bench.downloads import serve_directory
+
+    (tmp_path / "a.bin").write_bytes(b"x" * 1000)
+    with serve_directory(tmp_path) as base:
+        with httpx.Client() as client:
+            first, second = client.get(f"{base}/a.bin"), client.get(f"{base}/a.bin")
+            assert first.content == second.content == b"x" * 1000
+            assert first.http_version == "HTTP/1.1" and first.headers.get("connection", "").lower() != "close"
+    with pytest.raises(httpx.ConnectError), httpx.Client() as client:
+        client.get(f"{base}/a.bin")
+
+
+def test_bench_downloads_quick_writes_its_result(tmp_path: Path) -> None:
+    assert main(["downloads", "--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "downloads.json").read_text())
+    assert result["dataset"]["files"] == 64 and result["dataset"]["rounds"] == 3
+    for way in ("floor", "fetcher", "job"):
+        assert len(result[way]["seconds"]["runs"]) == 3 and result[way]["items_per_s"] > 0
+        assert result[way]["client_cpu_us_per_item"] > 0
+    for way in ("fetcher", "job"):
+        ratio = result["ratio_to_baseline"][way]
+        assert ratio["min"] <= ratio["median"] <= ratio["max"] and len(ratio["runs"]) == 3
+    assert result["per_item_cost_us"]["ledger_alone"]["items"] == 64
+    assert len(result["machine_load"]["loadavg_before"]) == 3
+    assert result["segmentation"]["images"] == 10
+
+
 def test_costs_turn_rates_into_core_hours_and_dollars(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from imprint.bench import costs
 

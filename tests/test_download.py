@@ -5,20 +5,24 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from http_fixture import FixtureServer, Reply
 
 from imprint.executor import LocalExecutor
-from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, backoff_delay,
-                                     parse_retry_after, redact_url, scrub)
-from imprint.ingest.ledger import load_status, load_status_parts, run_items, select_items
+from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, backoff_delay, http_client,
+                                     parse_retry_after, redact_url, scrub, shared_client, ssl_context)
+from imprint.ingest.ledger import (load_status, load_status_parts, run_items, select_items, status_table,
+                                   write_status_part)
 
 DATA = bytes(range(256)) * 40  # 10 KiB
 
@@ -204,6 +208,68 @@ def test_secret_never_reaches_a_status(tmp_path: Path):
     assert "SECRETKEY" not in repr(st) and "key=REDACTED" in st.url
 
 
+def test_clients_share_one_verifying_tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    ctx = ssl_context()
+    assert ssl_context() is ctx  # made once per process, not once per chunk's client
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    import certifi
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())  # the environment's CA bundle is honoured, as httpx does
+    other = ssl_context()
+    assert other is not ctx and other.verify_mode == ssl.CERT_REQUIRED
+    with FixtureServer() as srv:
+        url = srv.file("/f", DATA)
+        with http_client(DownloadConfig()) as client:
+            r = client.get(url)
+        assert r.content == DATA and r.request.headers["user-agent"].startswith("imprint/")
+
+
+def test_chunks_share_one_client_per_config(tmp_path: Path):
+    cfg = fast_cfg()
+    with FixtureServer() as srv:
+        url = srv.file("/f", DATA)
+        with Fetcher(cfg) as a:
+            assert a.fetch(url, tmp_path / "a").status == "ok"
+        with Fetcher(cfg) as b:  # the next chunk: the same client, still open, its connections kept
+            assert b._client is a._client and not b._client.is_closed
+            assert b.fetch(url, tmp_path / "b").status == "ok"
+        assert shared_client(cfg) is a._client and shared_client(fast_cfg(retries=3)) is not a._client
+        a._client.close()
+        with Fetcher(cfg) as c:  # a closed one is replaced
+            assert c._client is not a._client and c.fetch(url, tmp_path / "c").status == "ok"
+    assert (tmp_path / "c").read_bytes() == DATA
+
+
+def test_fetch_makes_missing_folders_and_an_unwritable_one_is_an_error(tmp_path: Path):
+    with FixtureServer() as srv:
+        url = srv.file("/f", DATA)
+        with Fetcher(fast_cfg()) as f:
+            deep = f.fetch(url, tmp_path / "a" / "b" / "c" / "f.bin")
+            (tmp_path / "blocked").write_bytes(b"a file where a folder should be")
+            blocked = f.fetch(url, tmp_path / "blocked" / "f.bin")
+    assert deep.status == "ok" and (tmp_path / "a" / "b" / "c" / "f.bin").read_bytes() == DATA
+    assert blocked.status == "error" and "cannot write" in blocked.error and blocked.attempts == 1
+    assert no_parts(tmp_path)
+
+
+def test_a_short_write_is_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    real = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, blocks: Sequence[bytes]) -> int:  # the kernel may write less than asked
+        calls.append(len(blocks))
+        return real(fd, [bytes(blocks[0][:100])])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    body = DATA * 30  # 300 KiB: several chunks
+    with FixtureServer() as srv:
+        url = srv.file("/big", body)
+        with Fetcher(fast_cfg()) as f:
+            st = f.fetch(url, tmp_path / "big", sha256=hashlib.sha256(body).hexdigest())
+    assert calls and st.status == "ok" and st.bytes == len(body)
+    assert (tmp_path / "big").read_bytes() == body
+
+
 # ------------------------------------------------------------------------------------------ jobs + ledger
 
 
@@ -308,3 +374,74 @@ def test_duplicate_item_ids_are_refused(tmp_path: Path):
     items = [DownloadItem("a", "http://x/1", "/tmp/a"), DownloadItem("a", "http://x/2", "/tmp/a2")]
     with pytest.raises(ValueError, match="unique"):
         run_items(items, tmp_path, FetchJob(), LocalExecutor())
+
+
+def test_ledger_parts_round_trip_and_older_parts_read_with_defaults(tmp_path: Path):
+    sts = [ItemStatus("b", "http://h/b", "ok", None, 1, 10, "/d/b", 0.5, 2.0, {"objects": 2, "dropped": {"small": 1}}),
+           ItemStatus("a", "http://h/a", "failed_download", "HTTP 404", 1, 0, None, 0.1, 3.0)]
+    write_status_part(tmp_path, 0, sts)
+    assert load_status_parts(tmp_path) == {0: sorted(sts, key=lambda s: s.item_id)}
+    assert pq.read_table(tmp_path / "part-00000.parquet").to_pylist()[1]["extra"] == \
+        '{"dropped": {"small": 1}, "objects": 2}'
+    # a part written before `updated` and `extra` existed: those read as their defaults
+    pq.write_table(status_table(sts).drop_columns(["updated", "extra"]), tmp_path / "part-00001.parquet")
+    old = load_status_parts(tmp_path)[1]
+    assert [(s.item_id, s.status, s.updated, s.extra) for s in old] == [("a", "failed_download", 0.0, {}),
+                                                                        ("b", "ok", 0.0, {})]
+    pq.write_table(status_table(sts).drop_columns(["status"]), tmp_path / "part-00002.parquet")
+    with pytest.raises(DownloadError, match="part-00002.parquet is unreadable"):
+        load_status_parts(tmp_path)
+
+
+def _fetch_in_child(items_json: str, root: str) -> None:
+    """What the killed child runs: the job over ``items_json`` (id, url, dest) in chunks of 2."""
+    items = [DownloadItem(*row) for row in json.loads(items_json)]
+    run_items(items, Path(root), FetchJob(fast_cfg(timeout=60.0)), LocalExecutor(), chunk=2)
+
+
+def test_a_real_kill_mid_chunk_then_rerun_loses_nothing_and_fetches_nothing_twice(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    names = ["a-gone", *[f"f{i}" for i in range(1, 8)]]  # chunks: (a-gone, f1) (f2, f3) (f4, f5) (f6, f7)
+    hung = threading.Event()
+    with FixtureServer() as srv:
+        srv.status("/a-gone", 404)
+        for n in names[1:]:
+            srv.file(f"/{n}", n.encode() * 5000)
+
+        def hang(r: object) -> Reply:  # f5 hangs in the first run until the child is killed
+            hung.set()
+            return Reply(200, b"f5" * 5000, delay=30.0)
+
+        srv.route("/f5", hang)
+        items = _items(srv, tmp_path, names)
+        rows = json.dumps([(it.item_id, it.url, it.dest) for it in items])
+        code = ("import sys; sys.path.insert(0, sys.argv[3]); from test_download import _fetch_in_child; "
+                "_fetch_in_child(sys.argv[1], sys.argv[2])")
+        child = subprocess.Popen([sys.executable, "-c", code, rows, str(tmp_path), str(Path(__file__).parent)])
+        try:
+            assert hung.wait(60), "the child never reached f5"
+            deadline = time.monotonic() + 30
+            while not (tmp_path / "files" / "f4").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # f4, in f5's chunk, lands before the kill
+            child.send_signal(signal.SIGKILL)
+        finally:
+            assert child.wait(60) == -signal.SIGKILL
+        assert (tmp_path / "files" / "f4").exists() and not (tmp_path / "files" / "f5").exists()
+        assert not (tmp_path / "status" / "part-00002.parquet").exists()  # the killed chunk wrote no ledger part
+        srv.file("/f5", b"f5" * 5000)
+        report = run_items(items, tmp_path, FetchJob(fast_cfg()), LocalExecutor(), chunk=2)
+        assert srv.count("/a-gone") == 1  # a failure is kept, not retried without --retry-failed
+        assert all(srv.count(f"/{n}") == 1 for n in names[1:] if n != "f5")  # f4 was in place: cached
+        assert srv.count("/f5") == 2
+    assert report["counts"] == {"cached": 1, "failed_download": 1, "ok": 6}
+    assert report["attempted"] == 4 and report["this_run"] == {"cached": 1, "ok": 3}
+    assert report["failures"] == [{"item": "a-gone", "url": srv.url("/a-gone"), "status": "failed_download",
+                                   "error": "HTTP 404 Not Found"}]
+    assert no_parts(tmp_path) and not list((tmp_path / "status").rglob("*.tmp"))
+    for n in names[1:]:
+        assert (tmp_path / "files" / n).read_bytes() == n.encode() * 5000
+    ids = [s.item_id for sts in load_status_parts(tmp_path / "status").values() for s in sts]
+    assert sorted(ids) == names  # each item once in the ledger

@@ -264,3 +264,33 @@ def test_holdout_splits_by_group_and_never_shares_one(sample_data, tmp_path):
           filters=FiltersConfig())
     assert {r["pair_id"] for r in rows_of(every)} == {r["pair_id"] for r in train_rows + held}
     assert json.loads((out / "stage2-holdout" / "manifest.json").read_text())["config"]["split"] == "holdout"
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_frames_decode_to_the_rgb_pixels_of_imread_and_bgr2rgb(tmp_path, monkeypatch, ext):
+    import imprint.pairing.build as pb
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"frame.{ext}"
+    cv2.imwrite(str(path), cv2.GaussianBlur(rng.integers(0, 256, (90, 160, 3), dtype=np.uint8), (5, 5), 0))
+    want = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(pb.read_rgb(str(path)), want)
+    monkeypatch.setattr(pb, "_IMREAD_RGB", None)  # OpenCV < 4.11: decode BGR and convert
+    assert np.array_equal(pb.read_rgb(str(path)), want)
+    assert pb.read_rgb(str(tmp_path / "missing.jpg")) is None
+
+
+def test_colour_inside_the_object_box_gives_the_pixels_of_the_whole_crop():
+    import imprint.pairing.build as pb
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    mask = np.zeros((224, 224), bool)
+    mask[40:150, 70:200] = rng.random((110, 130)) > 0.3
+    cfg = PairsConfig(fill=(10, 200, 30))
+    params = ColorParams(brightness=0.1, exposure=0.2, contrast=0.2, saturation=-0.3, hue=0.05, warmth=0.2,
+                         tint=-0.1, gamma=1.2)
+    whole = remove_background(apply_color(image, params, cfg.color), mask, cfg.fill)
+    boxed = remove_background(pb._color_on_object(image, mask, params, cfg), mask, cfg.fill)
+    assert np.array_equal(whole, boxed)
+    assert not np.array_equal(whole, remove_background(image, mask, cfg.fill))  # the colour did act

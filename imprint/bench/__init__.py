@@ -6,11 +6,12 @@ same data, and returns the numbers. ``run`` writes each result to
 ``bench/results/<name>.json`` with the machine's description (:mod:`imprint.bench.common`).
 Targets are reported (``meets_target``), never asserted in tests.
 
-- ``ingest``: a generated 720p YouTube-VOS-layout set ingested on one core and on Ray,
-  against reading each annotation PNG once and each frame's header; peak memory for N
-  and 4N frames.
-- ``pairs``: stage-2 pairs built on one core against decoding each input once and
-  encoding each output; peak memory for N and 4N pairs.
+- ``ingest``: a generated 720p YouTube-VOS-layout set ingested (record scores included) on one
+  core and on Ray, against reading each annotation PNG once and each frame's header (CPU
+  seconds, alternating rounds); peak memory for N and 4N frames.
+- ``pairs``: stage-2 pairs built on one core with the default filters against decoding each
+  input once and encoding each output (CPU seconds, alternating rounds); peak memory for N
+  and 4N pairs.
 - ``loader``: ``ShardLoader`` with 0 and 2 workers against decoding the same bytes (CPU time per
   sample); stages, peak memory for N and 4N pairs, cores per GPU at an assumed step time.
 - ``train``: the trainer's marginal step time against a minimal loop over the same modules.

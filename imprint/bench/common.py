@@ -14,6 +14,8 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,31 @@ def write_result(out: Path, name: str, quick: bool, result: dict[str, Any]) -> t
     path = out / f"{name}.json"
     write_json_atomic(path, result)
     return path, result
+
+
+@dataclass(frozen=True)
+class Timing:
+    """CPU seconds (this process, every thread) and wall seconds of one timed call."""
+
+    cpu: float
+    wall: float
+
+
+def timed(fn: Callable[[], object]) -> Timing:
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    return Timing(time.process_time() - c0, time.perf_counter() - w0)
+
+
+def alternate(floor: Callable[[], object], ours: Callable[[], object], rounds: int = 3) -> tuple[Timing, Timing]:
+    """The fastest of ``rounds`` timings of ``floor`` and of ``ours``, run in alternation (floor, ours, floor,
+    ...): on a machine other jobs share, both sides see the same load, and the fastest round of each is the
+    one least disturbed (the first also pays imports and the page cache)."""
+    floors, ours_ = [], []
+    for _ in range(rounds):
+        floors.append(timed(floor))
+        ours_.append(timed(ours))
+    return min(floors, key=lambda t: t.cpu), min(ours_, key=lambda t: t.cpu)
 
 
 def peak_rss_mib(module: str, function: str, *args: str) -> float:

@@ -1,12 +1,17 @@
-"""Pairs benchmark: stage-2 pairs of a generated 720p YouTube-VOS-layout set built on one core, against
-decoding each distinct input once and encoding each output with the same codecs and sizes. Peak memory
-is measured in child processes for N and 4N pairs."""
+"""Pairs benchmark: stage-2 pairs of a generated 720p YouTube-VOS-layout set built on one core with the
+default quality filters, against decoding each distinct input once and encoding each output with the same
+codecs and sizes. Peak memory is measured in child processes for N and 4N pairs.
+
+The ratio is of CPU seconds (``time.process_time``: this process, every thread), the floor and the build
+timed in alternating rounds and the fastest round of each kept, so a machine shared with other jobs moves
+both sides alike (the first round also pays the imports; wall seconds are reported beside)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from imprint.bench.common import ingest_ytvos, peak_rss_mib
+from imprint.bench.common import alternate, ingest_ytvos, peak_rss_mib
 from imprint.executor import LocalExecutor
 from imprint.ingest.sample import generate_ytvos
 from imprint.masks import decode_mask_png, encode_mask_png
@@ -24,7 +29,7 @@ from imprint.pairing.job import run_pairs
 from imprint.pairing.plan import PairSpec, plan_pairs
 
 
-def _floor(records_dir: Path, specs: list[PairSpec], cfg: PairsConfig) -> float:
+def _floor(records_dir: Path, specs: list[PairSpec], cfg: PairsConfig) -> None:
     """Decode every distinct input (frame JPEG, record mask PNG) once and encode every output with the
     same codecs and sizes (object and target JPEG/PNG, mask PNG): what no pair builder can avoid."""
     tables = {}
@@ -37,7 +42,6 @@ def _floor(records_dir: Path, specs: list[PairSpec], cfg: PairsConfig) -> float:
                      (t["image_uri"][spec.tgt_row], (spec.records, spec.tgt_row), t["mask"][spec.tgt_row])))
     obj = np.full((cfg.object_resolution, cfg.object_resolution, 3), 127, np.uint8)
     tgt = np.full((cfg.resolution, cfg.resolution, 3), 127, np.uint8)
-    t0 = time.perf_counter()
     seen: set[Any] = set()
     for pair in rows:
         for uri, key, mask in pair:
@@ -55,7 +59,6 @@ def _floor(records_dir: Path, specs: list[PairSpec], cfg: PairsConfig) -> float:
         encode_image(obj, cfg)
         encode_image(tgt, cfg)
         encode_mask_png(tgt[..., 0] > 127)
-    return time.perf_counter() - t0
 
 
 def _peak_rss(records: Path, sources: dict[str, int]) -> float:
@@ -72,30 +75,38 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     cfg = PairsConfig(shard_rows=64)
     cap = 4
     specs = list(plan_pairs(records, {"ytvos": cap}, 2, cfg))
-    _floor(records, specs[:8], cfg)  # warm caches and imports
-    floor_s = _floor(records, specs, cfg)
-    run_pairs(records, work / "warm", 2, {"ytvos": 1}, cfg, LocalExecutor())  # imports
-    t0 = time.perf_counter()
-    report = run_pairs(records, work / "shards", 2, {"ytvos": cap}, cfg, LocalExecutor())
-    seconds = time.perf_counter() - t0
-    ratio = (seconds / report["seen"]) / (floor_s / len(specs))
+    reports: list[dict[str, Any]] = []
+
+    def build() -> None:
+        shutil.rmtree(work / "shards", ignore_errors=True)
+        reports.append(run_pairs(records, work / "shards", 2, {"ytvos": cap}, cfg, LocalExecutor()))
+
+    load = os.getloadavg()
+    floor_t, ours_t = alternate(lambda: _floor(records, specs, cfg), build, rounds=2 if quick else 3)
+    report = reports[-1]
+    seen = report["seen"]
+    ratio = (ours_t.cpu / seen) / (floor_t.cpu / len(specs))
     rss_n = _peak_rss(records, {"ytvos": 1})
     rss_4n = _peak_rss(records, {"ytvos": 4})
     n1 = len(list(plan_pairs(records, {"ytvos": 1}, 2, cfg)))
     return {
         "dataset": {"layout": "ytvos", "videos": n_videos, "frames_per_video": n_frames, "size": [1280, 720],
                     "pairs": len(specs), "stage": 2, "resolution": cfg.resolution,
-                    "object_resolution": cfg.object_resolution, "image_format": cfg.image_format},
+                    "object_resolution": cfg.object_resolution, "image_format": cfg.image_format,
+                    "filters": "default", "identity_backend": cfg.filters.identity.backend},
         "floor": {"what": "decode each distinct input frame (JPEG) and record mask (PNG) once, encode object, "
                           "target and mask per pair with the same codecs and sizes, one core",
-                  "seconds": round(floor_s, 4), "ms_per_pair": round(1e3 * floor_s / len(specs), 3)},
-        "pairs_one_core": {"executor": "local", "seconds": round(seconds, 4), "built": report["kept"],
-                           "dropped": report["dropped"],
-                           "ms_per_pair": round(1e3 * seconds / report["seen"], 3),
-                           "pairs_per_s_per_core": round(report["seen"] / seconds, 2)},
+                  "cpu_seconds": round(floor_t.cpu, 4), "wall_seconds": round(floor_t.wall, 4),
+                  "ms_per_pair": round(1e3 * floor_t.cpu / len(specs), 3)},
+        "pairs_one_core": {"executor": "local", "cpu_seconds": round(ours_t.cpu, 4),
+                           "wall_seconds": round(ours_t.wall, 4), "built": report["kept"],
+                           "dropped": report["dropped"], "ms_per_pair": round(1e3 * ours_t.cpu / seen, 3),
+                           "pairs_per_s_per_core": round(seen / ours_t.cpu, 2)},
         "ratio_to_floor": round(ratio, 3),
+        "ratio_to_floor_wall": round((ours_t.wall / seen) / (floor_t.wall / len(specs)), 3),
+        "load_average": {"before": [round(x, 2) for x in load], "after": [round(x, 2) for x in os.getloadavg()]},
         "memory": {"pairs_n": n1, "peak_rss_mib_n": round(rss_n, 1), "pairs_4n": len(specs),
                    "peak_rss_mib_4n": round(rss_4n, 1), "growth": round(rss_4n / rss_n - 1, 3)},
-        "targets": {"ratio_to_floor": "<= 1.5", "memory_growth_n_to_4n": "<= 0.20"},
-        "meets_target": {"ratio_to_floor": ratio <= 1.5, "memory_growth": rss_4n / rss_n - 1 <= 0.20},
+        "targets": {"ratio_to_floor": "<= 1.3", "memory_growth_n_to_4n": "<= 0.20"},
+        "meets_target": {"ratio_to_floor": ratio <= 1.3, "memory_growth": rss_4n / rss_n - 1 <= 0.20},
     }
