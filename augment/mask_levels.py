@@ -30,7 +30,7 @@ import numpy as np
 from imprint.geometry import binarize
 from imprint.masks import mask_bbox
 
-__all__ = ["NUM_LEVELS", "MaskLevelConfig", "draw_level", "mask_level", "mask_levels"]
+__all__ = ["NUM_LEVELS", "MaskLevelConfig", "draw_level", "mask_level", "mask_level_into", "mask_levels"]
 
 NUM_LEVELS = 4
 _SIGMA_PX = 6.0  # sigma >= 2x this: blur on a copy shrunk by f = int(sigma / _SIGMA_PX) (sigma there 6-12 px)
@@ -71,15 +71,16 @@ class MaskLevelConfig:
         object.__setattr__(self, "probs", probs)
 
 
-def _blur_above(crop: np.ndarray, sigma: float, threshold: float) -> np.ndarray:
-    """``GaussianBlur(crop, sigma) > threshold`` (zero outside the crop), shrinking first when sigma is large."""
+def _blurred(crop: np.ndarray, sigma: float) -> np.ndarray:
+    """``GaussianBlur(crop, sigma)`` as float32 (zero outside the crop), shrinking first when sigma is large."""
     import cv2
 
     h, w = crop.shape
     f = int(sigma / _SIGMA_PX)
     if f < 2:
-        blur = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), sigmaX=sigma, borderType=cv2.BORDER_CONSTANT)
-        return blur > threshold
+        full: np.ndarray = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), sigmaX=sigma,
+                                            borderType=cv2.BORDER_CONSTANT)
+        return full
     # zero-pad to a multiple of f (the frame is zero there too), so the area shrink is an exact f x f mean
     ph, pw = -(-h // f) * f, -(-w // f) * f
     padded = np.zeros((ph, pw), dtype=np.float32)
@@ -88,11 +89,27 @@ def _blur_above(crop: np.ndarray, sigma: float, threshold: float) -> np.ndarray:
     # the f x f mean already blurred by a box (variance 1/12 in shrunk pixels per axis)
     s = math.sqrt((sigma / f) ** 2 - 1.0 / 12.0)
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=s, borderType=cv2.BORDER_CONSTANT)
-    return cv2.resize(small, (pw, ph), interpolation=cv2.INTER_LINEAR)[:h, :w] > threshold
+    up: np.ndarray = cv2.resize(small, (pw, ph), interpolation=cv2.INTER_LINEAR)
+    return up[:h, :w]
 
 
-def _levels(mask: np.ndarray, cfg: MaskLevelConfig, upto: int) -> np.ndarray:
-    """Levels ``0..3`` as a ``(4, H, W)`` bool array; only levels >= ``upto`` (and 0, 3) are filled in."""
+def _blur_above(crop: np.ndarray, sigma: float, threshold: float) -> np.ndarray:
+    """``GaussianBlur(crop, sigma) > threshold`` (zero outside the crop), shrinking first when sigma is large."""
+    above: np.ndarray = _blurred(crop, sigma) > threshold
+    return above
+
+
+def _level_in_box(crop: np.ndarray, diag: float, level: int, cfg: MaskLevelConfig, out: np.ndarray) -> None:
+    """Level 1 or 2 of the box crop ``crop`` of the fine mask, written into ``out`` (bool, the crop's shape):
+    ``level2 = blur(fine, sigma2) > t | fine``, ``level1 = blur(fine, sigma1) > t | level2``."""
+    np.greater(_blurred(crop, cfg.sigmas[1] * diag), cfg.threshold, out=out)
+    out |= crop
+    if level == 1:
+        out |= _blur_above(crop, cfg.sigmas[0] * diag, cfg.threshold)
+
+
+def _levels(mask: np.ndarray, cfg: MaskLevelConfig) -> np.ndarray:
+    """All four levels as a ``(4, H, W)`` bool array."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
     fine = binarize(mask)
@@ -105,13 +122,8 @@ def _levels(mask: np.ndarray, cfg: MaskLevelConfig, upto: int) -> np.ndarray:
     out[3] = fine
     crop = fine[y0:y1, x0:x1]
     diag = math.hypot(x1 - x0, y1 - y0)
-    finer = crop
-    for level in (2, 1):
-        if level < upto:
-            break
-        cur = _blur_above(crop, cfg.sigmas[level - 1] * diag, cfg.threshold) | finer
-        out[level, y0:y1, x0:x1] = cur
-        finer = cur
+    _level_in_box(crop, diag, 2, cfg, out[2, y0:y1, x0:x1])
+    out[1, y0:y1, x0:x1] = out[2, y0:y1, x0:x1] | _blur_above(crop, cfg.sigmas[0] * diag, cfg.threshold)
     return out
 
 
@@ -121,20 +133,52 @@ def mask_levels(mask: np.ndarray, cfg: MaskLevelConfig | None = None) -> np.ndar
 
     Nested: ``out[3] <= out[2] <= out[1] <= out[0]``; an empty mask gives four empty levels.
     """
-    return _levels(mask, cfg or MaskLevelConfig(), upto=1)
+    return _levels(mask, cfg or MaskLevelConfig())
+
+
+def _check_level(level: int) -> int:
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < NUM_LEVELS:
+        raise ValueError(f"level must be an int in 0..{NUM_LEVELS - 1}, got {level!r}")
+    return int(level)
+
+
+def mask_level_into(mask: np.ndarray, level: int, cfg: MaskLevelConfig, out: np.ndarray
+                    ) -> tuple[int, int, int, int] | None:
+    """Write one level (0..3) of ``mask`` into ``out``, an ``HxW`` bool array that is all False on entry (a
+    bool view of a zeroed buffer); only the object's box is written, the level being empty outside it.
+
+    Returns the box ``(x0, y0, x1, y1)`` (None for an empty mask). ``out`` then equals
+    ``mask_level(mask, level, cfg)``: the same operations on the same values, without the other levels.
+    """
+    level = _check_level(level)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    if out.shape != mask.shape or out.dtype != np.bool_:
+        raise ValueError(f"out must be a {mask.shape} bool array, got {out.shape} {out.dtype}")
+    fine = binarize(mask)
+    box = mask_bbox(fine)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    window = out[y0:y1, x0:x1]
+    crop = fine[y0:y1, x0:x1]
+    if level == 0:
+        window[...] = True
+    elif level == 3:
+        window[...] = crop
+    else:  # level 2 needs only its own blur; level 1 needs level 2 too
+        _level_in_box(crop, math.hypot(x1 - x0, y1 - y0), level, cfg, window)
+    return box
 
 
 def mask_level(mask: np.ndarray, level: int, cfg: MaskLevelConfig | None = None) -> np.ndarray:
     """One level (0..3) of ``mask`` as an ``HxW`` bool array, equal to ``mask_levels(mask, cfg)[level]``."""
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < NUM_LEVELS:
-        raise ValueError(f"level must be an int in 0..{NUM_LEVELS - 1}, got {level!r}")
-    level = int(level)
-    if level == 3:
-        if mask.ndim != 2:
-            raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-        return binarize(mask).copy()
-    # level 0 needs no blur; level 2 needs only its own; level 1 needs level 2 too
-    return _levels(mask, cfg or MaskLevelConfig(), upto=level if level else NUM_LEVELS)[level]
+    level = _check_level(level)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    out = np.zeros(mask.shape, dtype=bool)
+    mask_level_into(mask, level, cfg or MaskLevelConfig(), out)
+    return out
 
 
 def draw_level(rng: np.random.Generator, cfg: MaskLevelConfig | None = None) -> int:

@@ -183,13 +183,24 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return binarize(soft, full_scale=1)
 
 
-def resize_stored(image: np.ndarray, size: int) -> np.ndarray:
-    """``image`` resized to ``size x size``: area when shrinking, bicubic when growing (unchanged when equal)."""
+def resize_stored(image: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``image`` resized to ``size x size``: area when shrinking, bicubic when growing (unchanged when equal).
+
+    With ``out`` (a contiguous ``size x size`` array of the image's dtype and channels) the pixels are written
+    there (copied when the size is already right) and ``out`` is returned.
+    """
     h, w = image.shape[:2]
     if (h, w) == (size, size):
-        return image
+        if out is None:
+            return image
+        np.copyto(out, image)
+        return out
     interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
-    out: np.ndarray = cv2.resize(image, (size, size), interpolation=interp)
+    resized: np.ndarray = cv2.resize(image, (size, size), dst=out, interpolation=interp)
+    if out is None:
+        return resized
+    if resized.ctypes.data != out.ctypes.data:  # OpenCV allocated its own (``out`` did not fit): copy
+        np.copyto(out, resized)
     return out
 
 

@@ -6,11 +6,19 @@ Data flow, per rank and per DataLoader worker (all of it seeded, nothing timed):
         --permute (seed, epoch)--> this epoch's order --[worker::num_workers]--> the worker's shards
         --ParquetFile.iter_batches, row group by row group--> rows (image bytes still encoded)
         --source weights (keep draws)--> shuffle buffer (seed, epoch, rank, worker)
-        --decode + resize + mask level--> sample dicts --DataLoader--> batches
+        --batch_size rows--> decode + resize + mask level, straight into the slots of one batch buffer
+        --DataLoader--> batches
 
 Each worker batches its own samples and the DataLoader takes batches from the
 workers round-robin in worker order, so the batches of an epoch depend only on
 ``(seed, epoch, rank, world_size, num_workers, batch_size)`` and the shards.
+
+Batches (:mod:`imprint.shards.batches`): a batch is one flat buffer; the decoders
+write each sample into its slot (no stacking copy), and buffers are reused once
+nothing refers to them any more (a batch you keep is never overwritten). Workers
+fill a few shared buffers they reuse and send only their number, so no fresh
+shared memory is faulted in per batch. The values are what decoding each sample
+alone gives (tested against the per-sample path).
 
 Resuming (:meth:`ShardLoader.state_dict`) stores ``(epoch, batches consumed)``.
 Loading it replays the round-robin on the per-worker sample counts (known from
@@ -44,7 +52,6 @@ import multiprocessing
 import zlib
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Any
 
 import cv2
@@ -52,10 +59,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level
-from imprint.geometry import binarize, object_pixels, resize_labels, resize_stored, target_pixels
+from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level_into
+from imprint.geometry import object_pixels, target_pixels
 from imprint.io import MANIFEST, ManifestError, open_parquet, read_manifest, row_group_offsets
-from imprint.masks import bits_of
+from imprint.shards.batches import (BatchLayout, Batches, BufferPool, SampleBatch, WorkerSlots, as_is, batch_of,
+                                    keep_freed_memory)
+from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into
 from imprint.storage import Location, Where
 
 __all__ = [
@@ -129,42 +138,7 @@ class LoaderConfig:
             raise ValueError(f"drop_last must be a bool, got {self.drop_last!r}")
 
 
-# --- decoding -----------------------------------------------------------------------------------------
-
-
-def decode_rgb(data: bytes, size: int) -> np.ndarray:
-    """A JPEG/PNG as an ``size x size x 3`` uint8 RGB array (resized if stored at another size).
-
-    OpenCV decodes (2-3x faster than PIL on 512px JPEGs, same libjpeg-turbo pixels); PIL
-    takes whatever OpenCV cannot read.
-    """
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if arr is not None:
-        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-    else:
-        from PIL import Image
-
-        with Image.open(BytesIO(data)) as img:
-            arr = np.asarray(img.convert("RGB"))
-    return np.ascontiguousarray(resize_stored(arr, size))
-
-
-def decode_mask(data: bytes, size: int) -> np.ndarray:
-    """A 1-bit or 8-bit grayscale PNG mask as an ``size x size`` bool array (:func:`imprint.geometry.binarize`;
-    nearest resize if stored at another size)."""
-    from PIL import Image
-
-    with Image.open(BytesIO(data)) as img:
-        mask = bits_of(img) if img.mode == "1" else binarize(np.asarray(img.convert("L")))
-    return resize_labels(mask, size)
-
-
-def latent_mask(mask: np.ndarray, factor: int) -> np.ndarray:
-    """Max-pool of an ``HxW`` bool mask over ``factor x factor`` cells (a cell is on if any pixel is)."""
-    h, w = mask.shape
-    rows = mask.reshape(h // factor, factor, w).any(axis=1)  # two 1-axis reductions: ~6x faster than one
-    cells = rows.reshape(h // factor, w // factor, factor).any(axis=2)
-    return np.asarray(cells)
+# --- model inputs -------------------------------------------------------------------------------------
 
 
 def prepare_batch(batch: dict[str, Any], device: torch.device | str | None = None,
@@ -401,27 +375,45 @@ class ShardStream(IterableDataset):
             reader.fill(rest)
         yield from rest
 
-    def make_sample(self, row: dict, epoch: int) -> dict[str, Any]:
-        """Decode one row into a sample dict, drawing its mask level from its own seeded rng."""
+    def layout(self, size: int) -> BatchLayout:
+        """Where the parts of a batch of ``size`` samples lie in its buffer."""
         cfg = self.cfg
-        rng = sample_rng(cfg.seed, epoch, row["seed"], row["pair_id"])
-        level = draw_level(rng, cfg.levels)
-        obj = decode_rgb(row["object"], cfg.object_size)
-        target = decode_rgb(row["target"], cfg.target_size)
-        mask = mask_level(decode_mask(row["mask"], cfg.target_size), level, cfg.levels)
-        # uint8 HWC, as decoded, all the way to the trainer (prepare_batch converts on the device):
-        # no copy per sample, and 4x less to collate and send between processes than float32
-        return {
-            "object": torch.from_numpy(obj),
-            "target": torch.from_numpy(target),
-            "mask": torch.from_numpy(mask[None].view(np.uint8)),
-            "mask_latent": torch.from_numpy(np.ascontiguousarray(latent_mask(mask, cfg.latent_factor)[None]).view(np.uint8)),
-            "level": torch.tensor(level, dtype=torch.int64),
-            "pair_id": row["pair_id"],
-            "source": row["source"],
-        }
+        return BatchLayout.of(size, cfg.object_size, cfg.target_size, cfg.latent_factor)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def decode_batch(self, rows: Sequence[dict], epoch: int, batch: SampleBatch) -> None:
+        """Decode ``rows`` into the first slots of ``batch``, each drawing its mask level from its own seeded rng.
+
+        Phase by phase (every object, then every target, then every level draw, mask, level): each sample's
+        values are what decoding it alone gives, and each step's code and buffers stay in cache (~15% less
+        time measured on 512 px batches of eight).
+        """
+        cfg = self.cfg
+        arrays = batch.arrays
+        # uint8 HWC, as decoded, all the way to the trainer (prepare_batch converts on the device): decoded
+        # straight into the batch (no collate copy), 4x less to send between processes than float32
+        for slot, row in enumerate(rows):
+            decode_rgb(row["object"], cfg.object_size, arrays["object"][slot])
+        for slot, row in enumerate(rows):
+            decode_rgb(row["target"], cfg.target_size, arrays["target"][slot])
+        levels = [draw_level(sample_rng(cfg.seed, epoch, row["seed"], row["pair_id"]), cfg.levels) for row in rows]
+        fine = [decode_mask(row["mask"], cfg.target_size) for row in rows]
+        for slot, row in enumerate(rows):
+            mask = arrays["mask"][slot, 0].view(np.bool_)  # all zero on entry
+            box = mask_level_into(fine[slot], levels[slot], cfg.levels, mask)
+            latent_mask_into(mask, box, cfg.latent_factor, arrays["mask_latent"][slot, 0].view(np.bool_))
+            batch.written(slot, box)
+            arrays["level"][slot] = levels[slot]
+            batch.pair_id[slot], batch.source[slot] = row["pair_id"], row["source"]
+
+    def make_sample(self, row: dict, epoch: int) -> dict[str, Any]:
+        """Decode one row into a sample dict (:meth:`decode_batch` into a batch of one)."""
+        layout = self.layout(1)
+        batch = SampleBatch(layout, layout.new(shared=False))
+        self.decode_batch([row], epoch, batch)
+        return batch.sample(0)
+
+    def _worker_rows(self) -> tuple[int, int, Iterator[_Row]]:
+        """(physical worker, epoch, the rows this DataLoader worker yields) for the selected epoch and resume."""
         info = get_worker_info()
         physical, n = (0, 1) if info is None else (info.id, info.num_workers)
         worker = (physical + self._offset) % n
@@ -430,10 +422,41 @@ class ShardStream(IterableDataset):
             if len(self._skips) != n:
                 raise RuntimeError(f"resume state is for {len(self._skips)} workers, the DataLoader has {n}")
             skip = self._skips[worker]
-        epoch = self.epoch
-        for row in self.shuffled_rows(epoch, worker, n, skip):
+        return physical, self.epoch, self.shuffled_rows(self.epoch, worker, n, skip)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        _, epoch, rows = self._worker_rows()
+        for row in rows:
             assert row.data is not None  # shuffled_rows reads the columns of every row it yields
             yield self.make_sample(row.data, epoch)
+
+    def batches(self, slots: WorkerSlots | None = None) -> Iterator[dict[str, Any]]:
+        """This worker's samples in batches of ``cfg.batch_size`` (the last one shorter, or dropped with
+        ``drop_last``), each sample decoded straight into its slot of the batch: what a DataLoader with that
+        batch size makes of :meth:`__iter__`, without the stacking copy.
+
+        Yields messages (:func:`imprint.shards.batches.batch_of` / :meth:`WorkerSlots.collect` turn them into
+        batch dicts); inside a DataLoader worker the batch is filled in one of ``slots``.
+        """
+        worker, epoch, rows = self._worker_rows()
+        layout = self.layout(self.cfg.batch_size)
+        pool = BufferPool(layout)  # in this process: buffers reused once the trainer is done with them
+        pending: list[dict] = []
+        for row in rows:
+            assert row.data is not None
+            pending.append(row.data)
+            if len(pending) == layout.size:
+                yield self._filled(pending, epoch, layout, slots, worker, pool)
+                pending = []
+        if pending and not self.cfg.drop_last:
+            yield self._filled(pending, epoch, layout, slots, worker, pool)
+
+    def _filled(self, rows: list[dict], epoch: int, layout: BatchLayout, slots: WorkerSlots | None, worker: int,
+                pool: BufferPool) -> dict[str, Any]:
+        """``rows`` decoded into a batch (a worker's slot, or a buffer of ``pool``), as a message."""
+        slot, batch = slots.take(worker) if slots else (-1, SampleBatch(layout, pool.get()))
+        self.decode_batch(rows, epoch, batch)
+        return batch.message(len(rows), slot, worker)
 
 
 # --- the loader ---------------------------------------------------------------------------------------
@@ -448,8 +471,10 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 
 
 def _worker_init(_worker_id: int) -> None:
-    """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
+    """DataLoader workers: one OpenCV thread each (the workers are the parallelism); freed memory kept for
+    reuse (:func:`imprint.shards.batches.keep_freed_memory`)."""
     cv2.setNumThreads(1)
+    keep_freed_memory()
 
 
 def _batches(count: int, batch_size: int, drop_last: bool) -> int:
@@ -490,6 +515,7 @@ class ShardLoader:
         self.epoch = 0
         self._start = 0  # batches to skip at the next iteration (a loaded state)
         self._consumed = 0
+        self._slots: WorkerSlots | None = None  # shared batch buffers of the workers, kept across epochs
         self._batches: dict[int, list[int]] = {}  # epoch -> batches per logical worker (exact)
 
     def set_epoch(self, epoch: int) -> None:
@@ -526,12 +552,22 @@ class ShardLoader:
         else:
             self.dataset.set_epoch(self.epoch)
         self._consumed = start
-        loader = DataLoader(self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                            drop_last=cfg.drop_last, generator=torch.Generator().manual_seed(cfg.seed),
+        # the workers batch (ShardStream.batches: decoded into the batch, no stacking copy; shared slots they
+        # reuse); the DataLoader takes their batches round-robin, as it does when it batches their samples
+        layout = self.dataset.layout(cfg.batch_size)
+        slots = None
+        if cfg.num_workers:
+            if self._slots is None:
+                self._slots = WorkerSlots(layout, cfg.num_workers)
+            slots = self._slots
+            slots.start()
+        loader = DataLoader(Batches(self.dataset, slots), batch_size=None, collate_fn=as_is,
+                            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
                             worker_init_fn=_worker_init if cfg.num_workers else None,
                             multiprocessing_context=_worker_context() if cfg.num_workers else None)
         try:
-            for batch in loader:
+            for msg in loader:
+                batch = slots.collect(msg) if slots else batch_of(layout, msg["buffer"], msg)
                 self._consumed += 1
                 yield batch
         finally:

@@ -12,7 +12,8 @@ Targets are reported (``meets_target``), never asserted in tests.
 - ``pairs``: stage-2 pairs built on one core with the default filters against decoding each
   input once and encoding each output (CPU seconds, alternating rounds); peak memory for N
   and 4N pairs.
-- ``loader``: ``ShardLoader`` on one core against decoding the same bytes.
+- ``loader``: ``ShardLoader`` with 0 and 2 workers against decoding the same bytes (CPU time per
+  sample); stages, peak memory for N and 4N pairs, cores per GPU at an assumed step time.
 - ``train``: the trainer's marginal step time against a minimal loop over the same modules.
 - ``composite``: one composite against the bare denoising loop.
 - ``downloads``: the download layer's ``Fetcher`` against a plain thread-pool httpx fetch;

@@ -36,6 +36,7 @@ from imprint.augment import (  # noqa: E402
     sample_affine,
     sample_color,
 )
+from imprint.augment.mask_levels import mask_level_into  # noqa: E402
 from imprint.masks import mask_bbox  # noqa: E402
 
 
@@ -460,6 +461,28 @@ def test_mask_levels_nested_box_and_fine():
         assert np.array_equal(levels[3], mask)
         for k in range(NUM_LEVELS):
             assert np.array_equal(mask_level(mask, k, cfg), levels[k])
+
+
+def test_mask_level_into_writes_the_level_inside_the_box_only():
+    """The loader's call: the level written into a zeroed buffer (a bool view of a uint8 batch slot), inside
+    the object's box only; the same values as mask_level / mask_levels."""
+    rng = np.random.default_rng(21)
+    for cfg in (MaskLevelConfig(), MaskLevelConfig(sigmas=(0.3, 0.01), threshold=0.5)):
+        for _ in range(6):
+            mask = _blob(rng, int(rng.integers(40, 300)), int(rng.integers(40, 300)))
+            levels = mask_levels(mask, cfg)
+            box = mask_bbox(mask)
+            outside = ~_box(mask)
+            for k in range(NUM_LEVELS):
+                slot = np.zeros(mask.shape, np.uint8)
+                assert mask_level_into(mask, k, cfg, slot.view(bool)) == box
+                assert np.array_equal(slot.view(bool), levels[k]) and set(np.unique(slot)) <= {0, 1}
+                slot[outside] = 9  # never written: the level is empty outside the box
+                assert mask_level_into(mask, k, cfg, slot.view(bool)) == box and (slot[outside] == 9).all()
+    empty = np.zeros((20, 30), bool)
+    assert mask_level_into(empty, 1, MaskLevelConfig(), np.zeros_like(empty)) is None
+    with pytest.raises(ValueError, match="out must be"):
+        mask_level_into(empty, 1, MaskLevelConfig(), np.zeros((20, 30), np.uint8))
 
 
 def test_coarser_levels_fill_concavities():

@@ -232,15 +232,222 @@ def test_exact_resume(shards: Path, workers: int, weights: dict | None, k: int,
     resumed.load_state_dict(json.loads(json.dumps(state)))
     resumed.set_epoch(1)  # a trainer re-selecting the same epoch keeps the loaded position
     made = []
-    make_sample = ShardStream.make_sample
-    monkeypatch.setattr(ShardStream, "make_sample", lambda self, row, epoch: made.append(1) or make_sample(
-        self, row, epoch))
+    decode_batch = ShardStream.decode_batch
+    monkeypatch.setattr(ShardStream, "decode_batch", lambda self, rows, epoch, batch: made.extend(rows) or decode_batch(
+        self, rows, epoch, batch))
     tail = epoch_batches(resumed)
     assert_same_batches(head + tail, full)
     if workers == 0:  # skipped samples are not decoded
         assert len(made) == sum(len(b["pair_id"]) for b in tail)
     assert resumed.state_dict()["batches"] == len(full)
     assert len(epoch_batches(resumed)) == len(full)  # the next iteration is a whole epoch again
+
+
+# --- batch buffers ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers,drop_last", [(0, True), (2, False)])
+def test_batches_equal_the_dataloader_batching_the_samples(shards: Path, workers: int, drop_last: bool) -> None:
+    """The loader's batches (decoded phase by phase straight into a batch) are what PyTorch's DataLoader makes
+    of the sample stream (each sample decoded alone, then stacked): same samples, values and order."""
+    from torch.utils.data import DataLoader
+
+    cfg = small_cfg(num_workers=workers, drop_last=drop_last, target_size=48)  # stored 64: the resize path
+    stream = ShardStream(shards, cfg)
+    stream.set_epoch(2)
+    ctx = torch.multiprocessing.get_context("forkserver") if workers else None
+    reference = list(DataLoader(stream, batch_size=cfg.batch_size, num_workers=workers, drop_last=drop_last,
+                                multiprocessing_context=ctx))
+    loader = ShardLoader(shards, cfg)
+    loader.set_epoch(2)
+    assert_same_batches(epoch_batches(loader), reference)
+    assert len(reference) == len(loader)
+
+
+def _sample_before(row: dict, cfg: LoaderConfig, epoch: int) -> dict:
+    """One sample as the loader made it before batches were decoded in place: each image decoded into a new
+    array, all four mask levels computed and one taken, the latent max-pool of that level."""
+    from imprint.augment.mask_levels import draw_level, mask_levels
+    from imprint.shards.loader import decode_mask, decode_rgb, latent_mask, sample_rng
+
+    level = draw_level(sample_rng(cfg.seed, epoch, row["seed"], row["pair_id"]), cfg.levels)
+    mask = mask_levels(decode_mask(row["mask"], cfg.target_size), cfg.levels)[level]
+    return {"object": torch.from_numpy(decode_rgb(row["object"], cfg.object_size)),
+            "target": torch.from_numpy(decode_rgb(row["target"], cfg.target_size)),
+            "mask": torch.from_numpy(mask[None].astype(np.uint8)),
+            "mask_latent": torch.from_numpy(latent_mask(mask, cfg.latent_factor)[None].astype(np.uint8)),
+            "level": torch.tensor(level, dtype=torch.int64), "pair_id": row["pair_id"], "source": row["source"]}
+
+
+def _batches_before(shards: Path, cfg: LoaderConfig, epoch: int) -> list[dict]:
+    """An epoch as it was batched before: each worker's rows cut into batches, each batch stacked from its samples
+    (``default_collate``), the workers' batches taken round-robin (an exhausted worker passed over)."""
+    from torch.utils.data import default_collate
+
+    stream, n, size = ShardStream(shards, cfg), max(1, cfg.num_workers), cfg.batch_size
+    per_worker = []
+    for w in range(n):
+        rows = [r.data for r in stream.shuffled_rows(epoch, w, n)]
+        cuts = [rows[i:i + size] for i in range(0, len(rows), size)]
+        per_worker.append([c for c in cuts if len(c) == size or not cfg.drop_last])
+    return [default_collate([_sample_before(r, cfg, epoch) for r in cuts[i]])
+            for i in range(max(map(len, per_worker))) for cuts in per_worker if i < len(cuts)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("sizes", [(OBJ, TGT), (24, 48)])  # as stored; both shrunk (the resize path)
+def test_batches_are_bit_identical_to_before(shards: Path, workers: int, sizes: tuple[int, int]) -> None:
+    """Every value of every batch (images, all four mask levels, latent masks, levels, ids, order) equals what
+    per-sample decoding and stacking gave, over epochs, with and without the last short batch."""
+    levels = MaskLevelConfig(probs=(0.25, 0.25, 0.25, 0.25))
+    for drop_last in (True, False):
+        cfg = small_cfg(num_workers=workers, drop_last=drop_last, object_size=sizes[0], target_size=sizes[1],
+                        levels=levels)
+        loader = ShardLoader(shards, cfg)
+        for epoch in (0, 1):
+            loader.set_epoch(epoch)
+            got, want = epoch_batches(loader), _batches_before(shards, cfg, epoch)
+            assert_same_batches(got, want)
+            assert len(got) == len(want) == len(loader) and [b["source"] for b in got] == [b["source"] for b in want]
+            assert {int(v) for b in got for v in b["level"]} == {0, 1, 2, 3}
+
+
+def _shared_maps() -> set[str]:
+    """The shared-memory files this process has mapped (torch's, unlinked as soon as made)."""
+    with open("/proc/self/maps") as f:
+        return {line.split(None, 5)[5].strip() for line in f if "/dev/shm/" in line}
+
+
+def test_worker_slots_shared_memory_is_released(shards: Path) -> None:
+    """The workers' shared slots (and any buffer a worker sent when no slot was free) are unlinked from
+    /dev/shm as soon as made, and unmapped once the loader and its batches are gone; no pipe is left open."""
+    import gc
+    import os
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    cfg = small_cfg(num_workers=2, batch_size=2, drop_last=False)
+    epoch_batches(ShardLoader(shards, cfg))  # the fork server (kept for the session) is started
+    gc.collect()
+    before, open_before = _shared_maps(), fds()
+    loader = ShardLoader(shards, cfg)
+    held = epoch_batches(loader)  # kept: the workers run out of free slots and send new buffers too
+    loader.set_epoch(1)
+    epoch_batches(loader)
+    made = _shared_maps() - before
+    assert len(made) > 2 * 4  # the 4 slots of each worker, and more
+    assert all(name.endswith("(deleted)") for name in made)  # no file left in /dev/shm, even if killed
+    assert not any(os.path.exists(name.split()[0]) for name in made)
+    kept = held[-1]
+    copy = {k: v.clone() for k, v in kept.items() if isinstance(v, torch.Tensor)}
+    del loader, held
+    gc.collect()
+    assert 0 < len(_shared_maps() - before) < len(made)  # only what the kept batch still refers to
+    assert all(torch.equal(kept[k], v) for k, v in copy.items())
+    del kept
+    gc.collect()
+    assert _shared_maps() <= before and fds() == open_before
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_held_batches_keep_their_values_while_buffers_are_reused(shards: Path, workers: int) -> None:
+    """Buffers are reused once nothing refers to them: a batch the trainer keeps is never overwritten, and
+    a loader iterated again (a second epoch, an iteration broken off) gives what a new loader gives."""
+    cfg = small_cfg(num_workers=workers, batch_size=2, drop_last=False)
+    loader = ShardLoader(shards, cfg)
+    held, copies = [], []
+    for epoch in (0, 1, 0):
+        loader.set_epoch(epoch)
+        for batch in loader:  # keep every batch and a copy of it
+            held.append(batch)
+            copies.append({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+        for i, batch in enumerate(loader):  # drop every batch: buffers and slots come back
+            if i == 3:
+                break
+        fresh = ShardLoader(shards, cfg)
+        fresh.set_epoch(epoch)
+        assert_same_batches(epoch_batches(loader), epoch_batches(fresh))
+    assert_same_batches(held, copies)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_dropped_batches_reuse_their_buffers(shards: Path, workers: int) -> None:
+    """Batches the trainer lets go of are decoded into the same few buffers again (no fresh memory)."""
+    loader = ShardLoader(shards, small_cfg(num_workers=workers, batch_size=2))
+    for _ in loader:  # the first epoch makes the buffers (and the workers' slots)
+        pass
+    buffers = {batch["target"].untyped_storage().data_ptr() for batch in loader}
+    assert len(loader) >= 12 and len(buffers) <= (4 if workers == 0 else 4 * workers)
+
+
+def test_decode_into_a_slot_equals_decoding_alone(tmp_path: Path) -> None:
+    from imprint.shards.loader import decode_rgb
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    for fmt in ("JPEG", "PNG", "TGA"):  # TGA: OpenCV cannot read it, PIL does
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, fmt)
+        for size in (40, 24, 56):  # as stored, shrunk, grown
+            out = np.full((size, size, 3), 7, np.uint8)
+            assert decode_rgb(buf.getvalue(), size, out) is out
+            assert np.array_equal(out, decode_rgb(buf.getvalue(), size)), (fmt, size)
+
+
+def test_latent_mask_into_equals_the_maxpool() -> None:
+    """The box-limited pool (a word per cell row for factors 2, 4, 8; numpy reductions otherwise) equals
+    latent_mask of the whole mask, boxes on and off the cell grid, at the edges, and on a strided view."""
+    from imprint.shards.loader import latent_mask, latent_mask_into
+
+    rng = np.random.default_rng(5)
+    for factor in (1, 2, 3, 4, 8, 16):
+        for _ in range(40):
+            size = factor * int(rng.integers(1, 12))
+            mask = np.zeros((size, size), bool)
+            x0, x1 = sorted(rng.integers(0, size + 1, 2))
+            y0, y1 = sorted(rng.integers(0, size + 1, 2))
+            mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.choice([0.02, 0.5, 1.0])
+            box = mask_bbox(mask)
+            for m in (mask, np.zeros((size, 2 * size), bool)[:, ::2]):  # the second: not contiguous
+                m[...] = mask
+                out = np.zeros((size // factor, size // factor), bool)
+                latent_mask_into(m, box, factor, out)
+                assert np.array_equal(out, latent_mask(mask, factor)), (factor, box)
+
+
+_HEAP_PROBE = """
+import ctypes, sys
+from imprint.shards.batches import keep_freed_memory
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+libc.malloc.argtypes, libc.free.argtypes = [ctypes.c_size_t], [ctypes.c_void_p]
+took = keep_freed_memory() if sys.argv[1] == "1" else None
+before = libc.mallinfo2().hblks
+block = libc.malloc(8 << 20)
+print(took, libc.mallinfo2().hblks - before)
+libc.free(block)
+"""
+
+
+def test_workers_keep_freed_memory_on_the_heap() -> None:
+    """In a worker, an 8 MiB block (a decoded image, a row's bytes) comes from the heap, which keeps it once
+    freed, instead of a fresh mapping of the system's each time (glibc; elsewhere nothing is changed)."""
+    import platform
+    import subprocess
+    import sys
+
+    from imprint.shards.batches import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        assert keep_freed_memory() is False
+        return
+    runs = [subprocess.run([sys.executable, "-c", _HEAP_PROBE, flag], check=True, capture_output=True, text=True)
+            for flag in ("0", "1")]
+    assert [r.stdout.split() for r in runs] == [["None", "1"], ["True", "0"]]
 
 
 def test_resume_state_checks_layout(shards: Path) -> None:
