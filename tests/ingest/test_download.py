@@ -418,7 +418,8 @@ def test_a_real_kill_mid_chunk_then_rerun_loses_nothing_and_fetches_nothing_twic
         srv.route("/f5", hang)
         items = _items(srv, tmp_path, names)
         rows = json.dumps([(it.item_id, it.url, it.dest) for it in items])
-        code = ("import sys; sys.path.insert(0, sys.argv[3]); from test_download import _fetch_in_child; "
+        code = ("import os, sys; sys.path[:0] = [sys.argv[3], os.path.dirname(sys.argv[3])]; "  # the test, fixtures
+                "from test_download import _fetch_in_child; "
                 "_fetch_in_child(sys.argv[1], sys.argv[2])")
         child = subprocess.Popen([sys.executable, "-c", code, rows, str(tmp_path), str(Path(__file__).parent)])
         try:
