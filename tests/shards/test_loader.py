@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from imprint.augment.mask_levels import MaskLevelConfig
+from imprint.masks import mask_bbox
 from imprint.shards.loader import (
     LoaderConfig,
     ManifestError,
@@ -27,7 +28,7 @@ from imprint.shards.loader import (
     replay_round_robin,
 )
 
-from shard_sets import OBJ, SOURCES, TGT, small_cfg, write_shard_set  # noqa: F401 (sizes of the set)
+from shard_sets import OBJ, SOURCES, TGT, small_cfg, write_shard_set
 
 
 @pytest.fixture(scope="module")
