@@ -7,7 +7,7 @@ Data flow, per rank and per DataLoader worker (all of it seeded, nothing timed):
         --ParquetFile.iter_batches, row group by row group--> rows (image bytes still encoded)
         --source weights (keep draws)--> shuffle buffer (seed, epoch, rank, worker)
         --batch_size rows--> decode + resize + mask level, straight into the slots of one batch buffer
-        --DataLoader--> batches
+        --DataLoader (workers), or straight from the stream (no workers)--> batches
 
 Each worker batches its own samples and the DataLoader takes batches from the
 workers round-robin in worker order, so the batches of an epoch depend only on
@@ -497,7 +497,8 @@ def replay_round_robin(batches: Sequence[int], consumed: int) -> tuple[list[int]
 
 
 class ShardLoader:
-    """Batches of one rank's shards: a ``torch.utils.data.DataLoader`` over :class:`ShardStream`.
+    """Batches of one rank's shards: a ``torch.utils.data.DataLoader`` over :class:`ShardStream` (without
+    workers, the stream's batches directly: what that DataLoader would hand on, without its machinery).
 
     Call :meth:`set_epoch` before each epoch. :meth:`state_dict` holds ``epoch`` and ``batches``, the
     batches this iterator has handed out this epoch (including the one being used); a new loader
@@ -555,19 +556,21 @@ class ShardLoader:
         # the workers batch (ShardStream.batches: decoded into the batch, no stacking copy; shared slots they
         # reuse); the DataLoader takes their batches round-robin, as it does when it batches their samples
         layout = self.dataset.layout(cfg.batch_size)
-        slots = None
-        if cfg.num_workers:
+        try:
+            if not cfg.num_workers:  # this process batches: what a DataLoader without workers would hand on
+                for msg in self.dataset.batches(None):
+                    self._consumed += 1
+                    yield batch_of(layout, msg["buffer"], msg)
+                return
             if self._slots is None:
                 self._slots = WorkerSlots(layout, cfg.num_workers)
             slots = self._slots
             slots.start()
-        loader = DataLoader(Batches(self.dataset, slots), batch_size=None, collate_fn=as_is,
-                            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
-                            worker_init_fn=_worker_init if cfg.num_workers else None,
-                            multiprocessing_context=_worker_context() if cfg.num_workers else None)
-        try:
+            loader = DataLoader(Batches(self.dataset, slots), batch_size=None, collate_fn=as_is,
+                                num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+                                worker_init_fn=_worker_init, multiprocessing_context=_worker_context())
             for msg in loader:
-                batch = slots.collect(msg) if slots else batch_of(layout, msg["buffer"], msg)
+                batch = slots.collect(msg)
                 self._consumed += 1
                 yield batch
         finally:

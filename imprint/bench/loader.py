@@ -290,7 +290,7 @@ def _breakdown(runs: dict[str, list[float]], n: int, k: tuple[int, int]) -> dict
     loader_0, loader_2 = (_marginal(runs, f"loader_{w}", n, k) for w in (0, 2))
     out = {name: round(med(runs[f"stage:{name}"]), 4) for name in names}
     rest = [1e3 * m - sum(runs[f"stage:{name}"][r] for name in names) for r, m in enumerate(loader_0)]
-    out["the rest: batching, the DataLoader, colder caches (0 workers' loader less the stages above)"] = round(
+    out["the rest: batching, colder caches (0 workers' loader less the stages above)"] = round(
         med(rest), 4)
     out["handing batches over with 2 workers (their loader less 0 workers')"] = round(
         1e3 * med([b - a for a, b in zip(loader_0, loader_2)]), 4)

@@ -45,6 +45,24 @@ def test_mask_bbox_is_half_open():
     assert mask_bbox(np.zeros((4, 4), bool)) is None
 
 
+def test_mask_bbox_word_scan_equals_the_boolean_reductions():
+    """Bool masks 8 pixels wide to a word take the word scan; every box equals the two boolean reductions'
+    (and uint8 masks, strided views and widths not a multiple of 8 take those reductions themselves)."""
+    def reference(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        return None if rows.size == 0 else (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h, w = int(rng.integers(1, 40)), 8 * int(rng.integers(1, 9))
+        mask = rng.random((h, w)) < rng.choice([0.0, 0.002, 0.02, 0.3])
+        for m in (mask, mask[:, 1:], mask[::2], mask.astype(np.uint8)):
+            assert mask_bbox(m) == reference(m)
+    corner = np.zeros((512, 512), bool)
+    corner[511, 511] = corner[0, 0] = True
+    assert mask_bbox(corner) == (0, 0, 512, 512)
+
+
 def test_frames_sort_by_number_not_by_name():
     names = ["00010", "00005", "00100", "00000"]
     assert sorted(names, key=frame_sort_key) == ["00000", "00005", "00010", "00100"]
