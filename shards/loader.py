@@ -497,8 +497,7 @@ def replay_round_robin(batches: Sequence[int], consumed: int) -> tuple[list[int]
 
 
 class ShardLoader:
-    """Batches of one rank's shards: a ``torch.utils.data.DataLoader`` over :class:`ShardStream` (without
-    workers, the stream's batches directly: what that DataLoader would hand on, without its machinery).
+    """Batches of one rank's shards: a DataLoader over :class:`ShardStream` (no workers: its batches directly).
 
     Call :meth:`set_epoch` before each epoch. :meth:`state_dict` holds ``epoch`` and ``batches``, the
     batches this iterator has handed out this epoch (including the one being used); a new loader
