@@ -32,16 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from imprint.bench.common import load_average, timed
 
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def _median(xs: list[float]) -> float:
@@ -75,7 +67,7 @@ def _scale(job: Callable[[Any, Path], Any], warm: Callable[[Any, Path], Any], wo
     and the CPU seconds every process of the run used meanwhile."""
     from imprint.executor import RayExecutor
 
-    load_before = _load()
+    load_before = load_average()
     wall: dict[int, list[float]] = {1: [], 2: []}
     cpu: dict[int, list[float]] = {1: [], 2: []}
     for r in range(repeats):
@@ -86,7 +78,7 @@ def _scale(job: Callable[[Any, Path], Any], warm: Callable[[Any, Path], Any], wo
                     warm(ex, work / f"warm-{name}")  # every worker process imports the stage
                     out = work / f"scale-{name}-{r}-{workers}"
                     before = _tree_cpu()
-                    wall[workers].append(_timed(lambda: job(ex, out)))
+                    wall[workers].append(timed(lambda: job(ex, out)).wall)
                     cpu[workers].append(_cpu_since(before))
             finally:
                 shutil.rmtree(temp, ignore_errors=True)
@@ -100,7 +92,7 @@ def _scale(job: Callable[[Any, Path], Any], warm: Callable[[Any, Path], Any], wo
             "efficiency_per_repeat": [round(e, 3) for e in effs], "efficiency": _median(effs),
             "cpu_seconds_1_worker": [round(t, 3) for t in cpu[1]], "cpu_seconds_2_workers": [round(t, 3) for t in cpu[2]],
             "cpu_2_over_1": _median(cpu_ratio),
-            "load_average_before_after": [load_before, _load()]}
+            "load_average_before_after": [load_before, load_average()]}
 
 
 def _scaling(root: Path, records: Path, small: Path, work: Path, repeats: int) -> dict[str, Any]:
@@ -253,8 +245,8 @@ def _throughput(base: Any, mib: int) -> dict[str, float]:
         for f in files:
             write_bytes_atomic(f, data)
 
-    w = _timed(write)
-    r = _timed(lambda: [f.read_bytes() for f in files])
+    w = timed(write).wall
+    r = timed(lambda: [f.read_bytes() for f in files]).wall
     return {"write_mib_per_s": round(mib / w, 1), "read_mib_per_s": round(mib / r, 1)}
 
 
@@ -281,7 +273,7 @@ def _storage(records: Path, work: Path, repeats: int, mib: int) -> dict[str, Any
 
     cfg = PairsConfig(shard_rows=16, row_group_rows=8)
     sources = {"ytvos": 4}
-    load_before = _load()
+    load_before = load_average()
     with s3_server() as url:
         pafs.S3FileSystem(endpoint_override=url, allow_bucket_creation=True).create_dir("bench")
         local_t: list[float] = []
@@ -313,7 +305,7 @@ def _storage(records: Path, work: Path, repeats: int, mib: int) -> dict[str, Any
         "loader_samples_per_s_s3": round(statistics.median(loader_s3), 1),
         "raw_io_mib": mib, "raw_io_disk": disk_io, "raw_io_s3": s3_io,
         "server": "moto (Python) in a child process on 127.0.0.1: a floor on a real store's speed per request",
-        "load_average_before_after": [load_before, _load()],
+        "load_average_before_after": [load_before, load_average()],
     }
 
 
@@ -322,12 +314,12 @@ def _storage(records: Path, work: Path, repeats: int, mib: int) -> dict[str, Any
 
 def _cpu(fn: Callable[[], int], repeats: int) -> dict[str, float]:
     """Items per CPU-second and per wall-second of ``fn`` (returns its item count) in this process, medians."""
-    per_cpu, per_wall = [], []
+    per_cpu, per_wall, counts = [], [], []
     for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        n = fn()
-        per_cpu.append(n / (time.process_time() - c0))
-        per_wall.append(n / (time.perf_counter() - w0))
+        t = timed(lambda: counts.append(fn()))
+        n = counts[-1]
+        per_cpu.append(n / t.cpu)
+        per_wall.append(n / t.wall)
     return {"items": n, "per_cpu_second": round(statistics.median(per_cpu), 2),
             "per_wall_second": round(statistics.median(per_wall), 2)}
 
@@ -378,7 +370,7 @@ def _cpu_rates(root: Path, work: Path, repeats: int, objects: int) -> dict[str, 
                             "720p YouTube-VOS layout; pairs: stage 2 at 512 px (object 224 px) from 720p; loader: "
                             "ShardStream decoding object 224 px + target and mask 512 px; render: a 1.3k-face "
                             "textured sphere, 12 views at 256 px (real Objaverse objects are heavier)",
-            "load_average": _load()}
+            "load_average": load_average()}
 
 
 def measure(work: Path, quick: bool) -> dict[str, Any]:

@@ -63,6 +63,11 @@ class Timing:
     wall: float
 
 
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages, rounded: how busy it was beside a figure."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def timed(fn: Callable[[], object]) -> Timing:
     c0, w0 = time.process_time(), time.perf_counter()
     fn()

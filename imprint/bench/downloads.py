@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
 import resource
 import shutil
 import socketserver
@@ -43,6 +42,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from imprint.bench.common import load_average
 from imprint.executor import LocalExecutor
 from imprint.ingest.download import DownloadConfig, DownloadError, Fetcher, ItemStatus, close_shared_clients
 from imprint.ingest.segment import SegmentConfig, Segmenter, save_tiny_mask2former
@@ -275,10 +275,10 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     for i in range(n_files):
         (serve / f"{i:05d}.bin").write_bytes(rng.bytes(size))
-    load_before = os.getloadavg()
+    load_before = load_average()
     with serve_directory(serve) as base:
         times = _rounds([f"{base}/{i:05d}.bin" for i in range(n_files)], work, workers, rounds, size)
-    load_after = os.getloadavg()
+    load_after = load_average()
     walls = {w: [t[0] for t in times[w]] for w in WAYS}
     cpus = {w: [t[1] for t in times[w]] for w in WAYS}
     ratios = {w: [o / f for o, f in zip(walls[w], walls["floor"])] for w in ("fetcher", "job")}
@@ -296,8 +296,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
                     "server": "http.server (threaded, HTTP/1.1 keep-alive) in a child process on 127.0.0.1",
                     "order": "warm-up of each way, then rounds with the order rotated (floor/fetcher/job, "
                              "fetcher/job/floor, …)"},
-        "machine_load": {"loadavg_before": [round(x, 2) for x in load_before],
-                         "loadavg_after": [round(x, 2) for x in load_after]},
+        "machine_load": {"loadavg_before": load_before, "loadavg_after": load_after},
     }
     for w in WAYS:
         result[w] = {"what": ways[w], "seconds": _summary(walls[w], 4), "client_cpu_seconds": _summary(cpus[w], 4),

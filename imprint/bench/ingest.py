@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from imprint.bench.common import alternate, peak_rss_mib, timed
+from imprint.bench.common import alternate, load_average, peak_rss_mib, timed
 from imprint.executor import make_executor
 from imprint.ingest.config import IngestConfig
 from imprint.ingest.job import run_ingest
@@ -91,7 +91,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     gen_s = time.perf_counter() - t0
     frames = _frames(root)
     runs: list[dict[str, Any]] = []
-    load = os.getloadavg()
+    load = load_average()
     floor_t, local_t = alternate(lambda: _floor(frames),
                                  lambda: runs.append(_ingest(root, work / "out-local", "local", None)),
                                  rounds=2 if quick else 3)
@@ -130,7 +130,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
             "cpu_seconds": round(decode_t.cpu, 4), "ms_per_frame": round(1e3 * decode_t.cpu / len(frames), 3),
             "ratio": round(local_t.cpu / local["frames"] / (decode_t.cpu / len(frames)), 3)},
         "ratio_to_floor_wall": round((local_t.wall / local["frames"]) / (floor_t.wall / len(frames)), 3),
-        "load_average": {"before": [round(x, 2) for x in load], "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average": {"before": load, "after": load_average()},
         "memory": {"frames_n": small * n_frames, "peak_rss_mib_n": round(rss_n, 1),
                    "frames_4n": small * 4 * n_frames, "peak_rss_mib_4n": round(rss_4n, 1),
                    "growth": round(growth, 3)},

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 import torch
 
 from imprint.augment.mask_levels import draw_level, mask_level_into
-from imprint.bench.common import ingest_ytvos
+from imprint.bench.common import ingest_ytvos, load_average
 from imprint.executor import LocalExecutor
 from imprint.ingest.sample import generate_ytvos
 from imprint.io import read_json, write_json_atomic
@@ -320,7 +320,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
         "loader": {"what": "ShardLoader epochs (stage 2, batch 8): CPU time of the main process and its "
                            "DataLoader workers; per sample = the 4N epoch less the N epoch over the 3N samples "
                            "between (start-up cancels, it is given as fixed_ms_per_epoch)"},
-        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "load_average": load_average(),
     }
     for w in (0, 2):
         result[f"workers_{w}"] = _figures(runs, w, n, copies)

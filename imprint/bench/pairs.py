@@ -9,7 +9,6 @@ both sides alike (the first round also pays the imports; wall seconds are report
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from imprint.bench.common import alternate, ingest_ytvos, peak_rss_mib
+from imprint.bench.common import alternate, ingest_ytvos, load_average, peak_rss_mib
 from imprint.executor import LocalExecutor
 from imprint.ingest.sample import generate_ytvos
 from imprint.masks import decode_mask_png, encode_mask_png
@@ -81,7 +80,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
         shutil.rmtree(work / "shards", ignore_errors=True)
         reports.append(run_pairs(records, work / "shards", 2, {"ytvos": cap}, cfg, LocalExecutor()))
 
-    load = os.getloadavg()
+    load = load_average()
     floor_t, ours_t = alternate(lambda: _floor(records, specs, cfg), build, rounds=2 if quick else 3)
     report = reports[-1]
     seen = report["seen"]
@@ -104,7 +103,7 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
                            "pairs_per_s_per_core": round(seen / ours_t.cpu, 2)},
         "ratio_to_floor": round(ratio, 3),
         "ratio_to_floor_wall": round((ours_t.wall / seen) / (floor_t.wall / len(specs)), 3),
-        "load_average": {"before": [round(x, 2) for x in load], "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average": {"before": load, "after": load_average()},
         "memory": {"pairs_n": n1, "peak_rss_mib_n": round(rss_n, 1), "pairs_4n": len(specs),
                    "peak_rss_mib_4n": round(rss_4n, 1), "growth": round(rss_4n / rss_n - 1, 3)},
         "targets": {"ratio_to_floor": "<= 1.3", "memory_growth_n_to_4n": "<= 0.20"},
