@@ -36,6 +36,14 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
+def load_mapping(path: Path, not_a_mapping: str) -> dict[str, Any]:
+    """The YAML file ``path`` as a mapping (an empty file is ``{}``); anything else raises ``not_a_mapping``."""
+    loaded = load_yaml(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(not_a_mapping)
+    return loaded
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["a=1", "affine.rotate=[-10, 10]"]`` -> ``{"a": 1, "affine": {"rotate": [-10, 10]}}`` (YAML values)."""
     out: dict[str, Any] = {}
@@ -101,10 +109,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        loaded = load_yaml(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        values = _merge(values, loaded)
+        values = _merge(values, load_mapping(path, f"config file {path} must hold a mapping of keys to values"))
     values = _merge(values, parse_overrides(overrides or []))
     return build_config(cls, values)
 

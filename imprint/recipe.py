@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imprint.config import ConfigError, load_yaml
+from imprint.config import ConfigError, load_mapping
 
 RECIPE_KEYS = ("name", "description", "ingest", "ingest_config", "sources", "pairs")
 
@@ -33,9 +33,7 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist (see configs/data/ for examples)")
-    data = load_yaml(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path} must be a mapping with keys {', '.join(RECIPE_KEYS)}")
+    data = load_mapping(path, f"recipe {path} must be a mapping with keys {', '.join(RECIPE_KEYS)}")
     unknown = set(data) - set(RECIPE_KEYS)
     if unknown:
         raise ConfigError(f"recipe {path}: unknown keys {sorted(unknown)}; known: {', '.join(RECIPE_KEYS)}")

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 def filters_choice(base: dict[str, Any], choice: str | None) -> dict[str, Any]:
     """The pair settings ``base`` with ``--filters`` applied: ``none`` turns every filter off, ``default`` drops
     the recipe's filter settings, a FILE replaces them with its own (over the defaults)."""
-    from imprint.config import ConfigError, load_yaml
+    from imprint.config import load_mapping
 
     if choice is None:
         return base
@@ -111,10 +111,8 @@ def filters_choice(base: dict[str, Any], choice: str | None) -> dict[str, Any]:
         path = Path(choice)
         if not path.is_file():
             raise UsageError(f"--filters takes none, default or a YAML file of thresholds; {choice} is not a file")
-        loaded = load_yaml(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"--filters {choice} must hold a mapping of filter settings (e.g. min_sharpness: 0.4)")
-        out["filters"] = loaded
+        out["filters"] = load_mapping(
+            path, f"--filters {choice} must hold a mapping of filter settings (e.g. min_sharpness: 0.4)")
     return out
 
 
