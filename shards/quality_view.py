@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 import html
 from typing import Any
 
 import numpy as np
 
 from imprint.io import parquet_schema, read_json, read_parquet
-from imprint.storage import Location, Where
+from imprint.storage import Location
 from imprint.quality.summary import removal_text, svg_histogram
 
 # --worst SCORE: how a kept pair's value is read from its `quality` column, and which end is the worst
@@ -76,25 +77,35 @@ def worst_picks(parts: list[tuple[Location, int, int | None]], score: str, n: in
     return [(i, -v if descending else v) for v, i in values[:n]]
 
 
+@functools.lru_cache(maxsize=4)
+def _part_masks(records: str) -> list[bytes] | None:
+    """The mask column of one records part, read once for all its removed records (None: the part is gone)."""
+    if not Location.of(records).is_file():
+        return None
+    masks: list[bytes] = read_parquet(records, ["mask"]).column("mask").to_pylist()
+    return masks
+
+
 def _record_view(row: dict[str, Any], side: int = 160) -> np.ndarray | None:
     """A removed record as the filters saw it: its frame cut around its box, the mask tinted (None when the
     frame or the records part has gone)."""
     import cv2
 
-    from imprint.geometry import object_crop
+    from imprint.geometry import crop_window, object_crop, resize_mask
     from imprint.masks import decode_mask_png
 
     frame = cv2.imread(row["image_uri"], cv2.IMREAD_COLOR)
-    records: Where = row["records"]  # a path or a URI (resolved by excluded_sample)
-    if frame is None or not Location.of(records).is_file():
+    if frame is None:
         return None
-    mask_png = read_parquet(records, ["mask"]).column("mask")[row["src_row"]].as_py()
-    mask = decode_mask_png(mask_png)
+    masks = _part_masks(row["records"])  # a path or a URI (resolved by excluded_sample)
+    if masks is None:
+        return None
+    mask = decode_mask_png(masks[row["src_row"]])
     if mask.shape != frame.shape[:2]:
         return None
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    img, m, _ = object_crop(rgb, np.ones_like(mask), row["bbox"], 1.3, side, (0, 0, 0))
-    _, fine, _ = object_crop(rgb, mask, row["bbox"], 1.3, side, (0, 0, 0))
+    img, _, win = object_crop(rgb, np.ones_like(mask), row["bbox"], 1.3, side, (0, 0, 0))
+    fine = resize_mask(crop_window(mask, win, False), side)  # the object's mask in that crop
     out = img.astype(np.float32)
     out[fine] = 0.6 * out[fine] + 0.4 * np.array([255, 0, 160], np.float32)
     return np.asarray(out.round().astype(np.uint8))
