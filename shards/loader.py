@@ -64,7 +64,7 @@ from imprint.geometry import object_pixels, target_pixels
 from imprint.io import MANIFEST, ManifestError, open_parquet, read_manifest, row_group_offsets
 from imprint.shards.batches import (BatchLayout, Batches, BufferPool, SampleBatch, WorkerSlots, as_is, batch_of,
                                     keep_freed_memory)
-from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into
+from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into, png_size
 from imprint.storage import Location, Where
 
 __all__ = [
@@ -78,9 +78,10 @@ __all__ = [
     "latent_mask",
     "read_manifest",
     "split_shards",
+    "stored_box",
 ]
 
-_FULL_COLUMNS = ["pair_id", "source", "seed", "object", "target", "mask"]
+_FULL_COLUMNS = ["pair_id", "source", "seed", "object", "target", "mask", "bbox"]
 _LIGHT_COLUMNS = ["source"]
 _READ_BATCH = 64  # rows per Arrow batch read from a row group
 
@@ -160,6 +161,16 @@ def prepare_batch(batch: dict[str, Any], device: torch.device | str | None = Non
 def sample_rng(seed: int, epoch: int, row_seed: int, pair_id: str) -> np.random.Generator:
     """The rng of one sample in one epoch (its mask level), from the loader seed and the pair's own seed."""
     return np.random.default_rng([seed, epoch, int(row_seed) % 2**64, zlib.crc32(pair_id.encode())])
+
+
+def stored_box(row: Mapping[str, Any], size: int) -> tuple[int, int, int, int] | None:
+    """The row's ``bbox`` (the schema's tight box of ``mask``) when its mask is stored at ``size`` (the box
+    then holds for the decoded mask as it is; a mask resized on decoding has its box found again): None
+    otherwise, or when the row has no box."""
+    box = row.get("bbox")
+    if box is None or png_size(row["mask"]) != (size, size):
+        return None
+    return int(box[0]), int(box[1]), int(box[2]), int(box[3])
 
 
 # --- reading rows -------------------------------------------------------------------------------------
@@ -399,7 +410,7 @@ class ShardStream(IterableDataset):
         fine = [decode_mask(row["mask"], cfg.target_size) for row in rows]
         for slot, row in enumerate(rows):
             mask = arrays["mask"][slot, 0].view(np.bool_)  # all zero on entry
-            box = mask_level_into(fine[slot], levels[slot], cfg.levels, mask)
+            box = mask_level_into(fine[slot], levels[slot], cfg.levels, mask, stored_box(row, cfg.target_size))
             latent_mask_into(mask, box, cfg.latent_factor, arrays["mask_latent"][slot, 0].view(np.bool_))
             batch.written(slot, box)
             arrays["level"][slot] = levels[slot]

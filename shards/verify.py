@@ -5,9 +5,9 @@ manifest's byte size, sha256 and row count (and per-source counts); no unlisted
 ``part-*.parquet``; each part's Arrow schema equals ``SHARD_SCHEMA`` (names, types,
 nullability, the ``imprint.schema`` and ``huggingface`` metadata); every ``object`` /
 ``target`` / ``mask`` image is non-null and decodes with PIL, ``object`` and ``target`` are
-RGB, masks are single-channel (1-bit or 8-bit) at the target's size, ``bbox`` is a non-empty
-box inside the target; ``stage`` matches the manifest and ``pair_id`` is unique. A folder
-holding ``stage1/`` and ``stage2/`` checks both. Parts are checked in parallel threads
+RGB, masks are single-channel (1-bit or 8-bit) at the target's size, ``bbox`` is the mask's own
+tight box (non-empty, inside the target: the loader cuts the mask levels to it); ``stage`` matches
+the manifest and ``pair_id`` is unique. A folder holding ``stage1/`` and ``stage2/`` checks both. Parts are checked in parallel threads
 (hashing and PIL decoding release the GIL).
 
 The folder may be a path or a URI (``s3://``, ``gs://``): a part in a store is fetched once, hashed and
@@ -28,9 +28,12 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from imprint.geometry import binarize
 from imprint.io import MANIFEST, ManifestError, read_manifest, sha256_bytes, sha256_file
+from imprint.masks import bits_of, mask_bbox
 from imprint.parts import PART_GLOB, finished_parts
 from imprint.shards.schema import IMAGE_COLUMNS, SHARD_SCHEMA
 from imprint.storage import Location, Where, location, storage_error
@@ -115,6 +118,7 @@ def _image_problems(row: dict) -> tuple[list[str], int]:
     from PIL import Image
 
     problems, sizes, decoded = [], {}, 0
+    tight: tuple[int, int, int, int] | None = None  # the mask's own box
     for col in IMAGE_COLUMNS:
         data = (row[col] or {}).get("bytes")
         if data is None:
@@ -124,6 +128,8 @@ def _image_problems(row: dict) -> tuple[list[str], int]:
             with Image.open(BytesIO(data)) as img:
                 img.load()
                 mode, size = img.mode, img.size
+                if col == "mask" and mode in ("1", "L"):
+                    tight = mask_bbox(bits_of(img) if mode == "1" else binarize(np.asarray(img)))
         except Exception as exc:  # noqa: BLE001 - any decoder error is the finding
             problems.append(f"{col} does not decode ({type(exc).__name__}: {exc})")
             continue
@@ -140,6 +146,9 @@ def _image_problems(row: dict) -> tuple[list[str], int]:
         box = row["bbox"]
         if box is None or len(box) != 4 or not (0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h):
             problems.append(f"bbox {box} is not a box inside the {w}x{h} target")
+        elif "mask" in sizes and sizes["mask"] == sizes["target"] and tuple(box) != tight:
+            problems.append(f"bbox {list(box)} is not the mask's box {list(tight) if tight else None} "
+                            "(the loader cuts the mask levels to bbox: rebuild the pairs)")
     return problems, decoded
 
 

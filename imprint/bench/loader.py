@@ -45,7 +45,7 @@ from imprint.pairing.config import PairsConfig
 from imprint.pairing.job import run_pairs
 from imprint.shards.batches import SampleBatch
 from imprint.shards.loader import (LoaderConfig, ShardLoader, ShardStream, decode_mask, decode_rgb, latent_mask_into,
-                                   sample_rng)
+                                   sample_rng, stored_box)
 
 TARGET = 1.2
 MEMORY_GROWTH = 0.1  # peak memory from N to 4N pairs: flat, within noise
@@ -170,7 +170,8 @@ def _stages(shards: Path, cfg: LoaderConfig) -> dict[str, float]:
 
     def level_into(i: int) -> None:
         a["mask"][i % b] = 0
-        boxes[i] = mask_level_into(fine[i], levels[i], cfg.levels, a["mask"][i % b, 0].view(np.bool_))
+        boxes[i] = mask_level_into(fine[i], levels[i], cfg.levels, a["mask"][i % b, 0].view(np.bool_),
+                                   stored_box(rows[i], cfg.target_size))
 
     stages: dict[str, Callable[[int], object]] = {
         "read rows (parquet, shuffle buffer)": lambda i: None,

@@ -122,6 +122,19 @@ def test_image_that_does_not_decode(stage2: Path) -> None:
     assert any(f"row 5 ({rows[5]['pair_id']}): mask is 32x32, the target 64x64" in p for p in problems)
 
 
+def test_bbox_that_is_not_the_mask_box(stage2: Path) -> None:
+    """The loader cuts the mask levels to ``bbox``: a box that is not the mask's own tight box is a problem."""
+    part = stage2 / "part-00001.parquet"
+    rows = pq.read_table(part).to_pylist()
+    x0, y0, x1, y1 = rows[2]["bbox"]
+    rows[2]["bbox"] = [x0, y0, x1 - 1, y1]  # inside the target, one column short of the mask
+    _rewrite_part(part, pa.Table.from_pylist(rows, schema=SHARD_SCHEMA))
+    problems = verify_shards(stage2)[0]
+    _only_about(problems, "part-00001.parquet")
+    assert len(problems) == 1 and f"row 2 ({rows[2]['pair_id']}): bbox [{x0}, {y0}, {x1 - 1}, {y1}] is not the " \
+        f"mask's box [{x0}, {y0}, {x1}, {y1}]" in problems[0], problems
+
+
 def test_no_manifest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert verify_main([str(tmp_path)]) == 1
     assert "has no manifest.json; build it with `imprint pairs`" in capsys.readouterr().out
