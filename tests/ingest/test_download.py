@@ -20,7 +20,8 @@ from http_fixture import FixtureServer, Reply
 
 from imprint.executor import LocalExecutor
 from imprint.ingest.download import (DownloadConfig, DownloadError, Fetcher, ItemStatus, backoff_delay, http_client,
-                                     parse_retry_after, redact_url, scrub, shared_client, ssl_context)
+                                     close_shared_clients, parse_retry_after, redact_url, scrub, shared_client,
+                                     shared_pool, ssl_context)
 from imprint.ingest.ledger import (load_status, load_status_parts, run_items, select_items, status_table,
                                    write_status_part)
 
@@ -198,6 +199,52 @@ def test_per_host_limit_bounds_concurrency(tmp_path: Path):
             sts = f.fetch_many([(str(i), srv.url(f"/f{i}"), tmp_path / f"{i}", None) for i in range(12)])
     assert [s.status for s in sts] == ["ok"] * 12
     assert peak[0] == 2
+
+
+def test_chunks_share_one_thread_pool_and_a_nested_fetch_gets_its_own(tmp_path: Path):
+    """A job's chunks reuse the process's fetch threads (not 16 new ones a chunk); a fetch made from one of
+    those threads gets a pool of its own (the shared one could be all busy waiting on it); closing the shared
+    clients stops the threads."""
+    nested: list[list[str]] = []
+    cfg = fast_cfg(concurrency=4, per_host=4, timeout=5)
+    try:
+        with FixtureServer() as srv:
+            for chunk in range(2):
+                for i in range(8):
+                    srv.route(f"/c{chunk}/{i}", lambda _req: Reply(200, DATA))
+
+            def fetch_chunk(chunk: int) -> set[int]:
+                threads: set[int] = set()
+
+                def on_done(_st: ItemStatus) -> None:
+                    threads.add(threading.get_ident())
+
+                with Fetcher(cfg) as f:
+                    sts = f.fetch_many([(f"{chunk}-{i}", srv.url(f"/c{chunk}/{i}"), tmp_path / f"{chunk}-{i}", None)
+                                        for i in range(8)], on_done)
+                assert [s.status for s in sts] == ["ok"] * 8
+                return threads
+
+            first, second = fetch_chunk(0), fetch_chunk(1)
+            pool = shared_pool(4)
+            assert pool is not None and shared_pool(4) is pool
+            assert second <= first | {t.ident for t in pool._threads}  # the same threads served both chunks
+            assert len(first | second) <= 4
+
+            srv.route("/inner", lambda _req: Reply(200, DATA))
+
+            def from_a_fetch_thread() -> list[str]:
+                assert shared_pool(4) is None  # inside a shared fetch thread: no shared pool
+                with Fetcher(cfg) as f:
+                    return [s.status for s in f.fetch_many([("in-a", srv.url("/inner"), tmp_path / "in-a", None),
+                                                            ("in-b", srv.url("/inner"), tmp_path / "in-b", None)])]
+
+            nested.append(pool.submit(from_a_fetch_thread).result(timeout=30))
+    finally:
+        close_shared_clients()
+    assert nested == [["ok", "ok"]]
+    assert all(not t.is_alive() for t in pool._threads)  # stopped with the shared clients
+    assert shared_pool(4) is not pool  # the next job makes anew
 
 
 def test_secret_never_reaches_a_status(tmp_path: Path):
