@@ -7,8 +7,8 @@ nullability, the ``imprint.schema`` and ``huggingface`` metadata); every ``objec
 ``target`` / ``mask`` image is non-null and decodes with PIL, ``object`` and ``target`` are
 RGB, masks are single-channel (1-bit or 8-bit) at the target's size, ``bbox`` is the mask's own
 tight box (non-empty, inside the target: the loader cuts the mask levels to it); ``stage`` matches
-the manifest and ``pair_id`` is unique. A folder holding ``stage1/`` and ``stage2/`` checks both. Parts are checked in parallel threads
-(hashing and PIL decoding release the GIL).
+the manifest and ``pair_id`` is unique. A folder holding ``stage1/`` and ``stage2/`` checks both.
+Parts are checked in parallel threads (hashing and PIL decoding release the GIL).
 
 The folder may be a path or a URI (``s3://``, ``gs://``): a part in a store is fetched once, hashed and
 read from memory. Only the manifest's parts and finished parts (with a marker in ``_parts/``) count: a
