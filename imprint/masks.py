@@ -73,15 +73,29 @@ def bits_of(image: Image.Image) -> np.ndarray:
     return bits
 
 
-def decode_mask_png(data: bytes) -> np.ndarray:
-    """Decode a mask PNG (any bit depth) to a boolean array (object pixels by :func:`imprint.geometry.binarize`)."""
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode == "1":
-            return bits_of(im)
-        arr = np.asarray(im)
+def mask_of(image: Image.Image) -> np.ndarray:
+    """An opened mask image as a boolean array: mode "1" by :func:`bits_of`, any other mode by
+    :func:`imprint.geometry.binarize` of its first channel."""
+    if image.mode == "1":
+        return bits_of(image)
+    arr = np.asarray(image)
     if arr.ndim == 3:
         arr = arr[..., 0]
     return binarize(arr)
+
+
+def decode_mask_png(data: bytes) -> np.ndarray:
+    """Decode a mask PNG (any bit depth) to a boolean array (:func:`mask_of`)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return mask_of(im)
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG's header (its first chunk, IHDR, by the PNG specification); None for
+    anything else."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:

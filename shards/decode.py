@@ -14,9 +14,7 @@ import numpy as np
 from imprint.geometry import binarize, resize_labels, resize_stored
 from imprint.masks import bits_of
 
-__all__ = ["decode_mask", "decode_rgb", "latent_mask", "latent_mask_into", "png_size"]
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+__all__ = ["decode_mask", "decode_rgb", "latent_mask", "latent_mask_into"]
 
 _WORDS: dict[int, type[np.unsignedinteger]] = {2: np.uint16, 4: np.uint32, 8: np.uint64}  # latent factor -> word
 
@@ -42,14 +40,6 @@ def decode_rgb(data: bytes, size: int, out: np.ndarray | None = None) -> np.ndar
             np.copyto(out, converted)
         return out
     return np.ascontiguousarray(resize_stored(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB), size, out))
-
-
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a PNG's header (its first chunk, IHDR, by the PNG specification); None for
-    anything else."""
-    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def decode_mask(data: bytes, size: int) -> np.ndarray:

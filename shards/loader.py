@@ -62,9 +62,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from imprint.augment.mask_levels import MaskLevelConfig, draw_level, mask_level_into
 from imprint.geometry import object_pixels, target_pixels
 from imprint.io import MANIFEST, ManifestError, open_parquet, read_manifest, row_group_offsets
+from imprint.masks import png_size
 from imprint.shards.batches import (BatchLayout, Batches, BufferPool, SampleBatch, WorkerSlots, as_is, batch_of,
                                     keep_freed_memory)
-from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into, png_size
+from imprint.shards.decode import decode_mask, decode_rgb, latent_mask, latent_mask_into
 from imprint.storage import Location, Where
 
 __all__ = [

@@ -28,12 +28,10 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from imprint.geometry import binarize
 from imprint.io import MANIFEST, ManifestError, read_manifest, sha256_bytes, sha256_file
-from imprint.masks import bits_of, mask_bbox
+from imprint.masks import mask_bbox, mask_of
 from imprint.parts import PART_GLOB, finished_parts
 from imprint.shards.schema import IMAGE_COLUMNS, SHARD_SCHEMA
 from imprint.storage import Location, Where, location, storage_error
@@ -129,7 +127,7 @@ def _image_problems(row: dict) -> tuple[list[str], int]:
                 img.load()
                 mode, size = img.mode, img.size
                 if col == "mask" and mode in ("1", "L"):
-                    tight = mask_bbox(bits_of(img) if mode == "1" else binarize(np.asarray(img)))
+                    tight = mask_bbox(mask_of(img))
         except Exception as exc:  # noqa: BLE001 - any decoder error is the finding
             problems.append(f"{col} does not decode ({type(exc).__name__}: {exc})")
             continue
